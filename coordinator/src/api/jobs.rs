@@ -1,0 +1,148 @@
+//! `POST /jobs`, `GET /jobs/{id}`, `GET /jobs/{id}/logs`.
+
+use super::auth::authorize;
+use super::body;
+use super::reply::respond;
+use super::views::{JobView, LogPageView};
+use super::AppState;
+use crate::dispatch;
+use crate::error::Error;
+use crate::store::{JobDetail, JobFilter, NewJob, Role};
+use crate::validate;
+use bytes::Bytes;
+use serde::Deserialize;
+use std::collections::HashMap;
+use uuid::Uuid;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+/// Lines returned by one `GET /jobs/{id}/logs` when no `limit` is given.
+const DEFAULT_LOG_LIMIT: usize = 100;
+/// Most lines one page may hold.
+const MAX_LOG_LIMIT: usize = 5000;
+/// Highest ansible-playbook verbosity (`-vvvvv`).
+const MAX_VERBOSITY: u8 = 5;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateJob {
+    playbook_id: u64,
+    server_id: u64,
+    #[serde(default = "empty_object")]
+    extra_vars: serde_json::Value,
+    /// Seconds; overrides the playbook's default timeout.
+    timeout: Option<u64>,
+    #[serde(default)]
+    verbosity: u8,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+pub async fn create(state: AppState, auth: Option<String>, raw: Bytes) -> Response {
+    let result = async {
+        let user = authorize(&state.store, auth.as_deref(), Role::Operator).await?;
+        let request: CreateJob = body::parse(&raw)?;
+        validate::extra_vars(&request.extra_vars)?;
+        if request.verbosity > MAX_VERBOSITY {
+            return Err(Error::Invalid(format!(
+                "verbosity {} is too high; use 0 to {MAX_VERBOSITY}",
+                request.verbosity
+            )));
+        }
+        if request.timeout == Some(0) {
+            return Err(Error::Invalid("timeout must be at least 1 second".into()));
+        }
+        let (job, playbook, server) = state
+            .store
+            .create_job(NewJob {
+                playbook_id: request.playbook_id,
+                server_id: request.server_id,
+                user_id: user.id,
+                extra_vars: request.extra_vars,
+                timeout_secs: request.timeout,
+                verbosity: request.verbosity,
+            })
+            .await
+            .map_err(|e| match e {
+                // The ids come from the body, so a missing record is a bad request value.
+                Error::NotFound { kind, id } => {
+                    Error::Invalid(format!("{kind} {id} does not exist"))
+                }
+                other => other,
+            })?;
+        // The job is durable now; if the bus is down the redispatcher retries it.
+        if let Err(e) = dispatch::publish(&state.js, &job, &playbook, &server).await {
+            tracing::warn!(job = job.id, error = %e, "dispatch deferred");
+            state.undispatched.insert(job.id);
+        }
+        Ok(JobView::from(JobDetail {
+            job,
+            playbook: Some(playbook),
+            server: Some(server),
+            user: Some(user),
+        }))
+    }
+    .await;
+    respond(StatusCode::CREATED, result)
+}
+
+/// `GET /jobs/42` or `GET /jobs/550e8400-e29b-41d4-a716-446655440000`.
+pub fn parse_job_ref(raw: &str) -> Result<JobFilter, Error> {
+    if let Ok(id) = raw.parse::<u64>() {
+        return Ok(JobFilter::Id(id));
+    }
+    Uuid::parse_str(raw).map(JobFilter::Uuid).map_err(|_| {
+        Error::not_found("job", raw)
+    })
+}
+
+async fn find(state: &AppState, raw: &str) -> Result<JobDetail, Error> {
+    state
+        .store
+        .job_detail(parse_job_ref(raw)?)
+        .await?
+        .ok_or_else(|| Error::not_found("job", raw))
+}
+
+pub async fn get(state: AppState, id: String, auth: Option<String>) -> Response {
+    let result = async {
+        authorize(&state.store, auth.as_deref(), Role::Viewer).await?;
+        Ok::<_, Error>(JobView::from(find(&state, &id).await?))
+    }
+    .await;
+    respond(StatusCode::OK, result)
+}
+
+pub async fn logs(
+    state: AppState,
+    id: String,
+    auth: Option<String>,
+    query: HashMap<String, String>,
+) -> Response {
+    let result = async {
+        authorize(&state.store, auth.as_deref(), Role::Viewer).await?;
+        let start_line = query_number(&query, "start_line", 0)?;
+        let limit = query_number(&query, "limit", DEFAULT_LOG_LIMIT as u64)?;
+        if limit == 0 || limit > MAX_LOG_LIMIT as u64 {
+            return Err(Error::Invalid(format!(
+                "limit {limit} is out of range; use 1 to {MAX_LOG_LIMIT}"
+            )));
+        }
+        let job = find(&state, &id).await?.job;
+        let page = state.store.log_page(job.id, start_line, limit as usize).await?;
+        Ok(LogPageView::new(page, start_line))
+    }
+    .await;
+    respond(StatusCode::OK, result)
+}
+
+fn query_number(query: &HashMap<String, String>, name: &str, default: u64) -> Result<u64, Error> {
+    match query.get(name) {
+        None => Ok(default),
+        Some(raw) => raw.parse().map_err(|_| {
+            Error::BadRequest(format!("{name} '{raw}' is not a non-negative integer"))
+        }),
+    }
+}

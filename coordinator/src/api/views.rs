@@ -1,0 +1,200 @@
+//! The JSON shapes of the spec, built from store records.
+
+use crate::store::{JobDetail, LogPage, PlaybookRecord, ServerRecord};
+use chrono::{DateTime, Utc};
+use drover_shared::protocol::ResourceUsage;
+use drover_shared::{JobStatus, LogLevel};
+use serde::Serialize;
+
+/// Times are UTC, printed as the spec prints them (`2024-01-08T10:00:05`).
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+fn opt_timestamp(at: Option<DateTime<Utc>>) -> Option<String> {
+    at.map(timestamp)
+}
+
+#[derive(Serialize)]
+pub struct PlaybookRef {
+    pub id: u64,
+    pub name: String,
+}
+
+#[derive(Serialize)]
+pub struct ServerRef {
+    pub id: u64,
+    pub hostname: String,
+    pub ip_address: String,
+}
+
+#[derive(Serialize)]
+pub struct UserRef {
+    pub id: u64,
+    pub username: String,
+}
+
+#[derive(Serialize)]
+pub struct JobView {
+    pub id: u64,
+    pub job_id: String,
+    pub status: JobStatus,
+    pub playbook: Option<PlaybookRef>,
+    pub server: Option<ServerRef>,
+    pub user: Option<UserRef>,
+    pub extra_vars: serde_json::Value,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub exit_code: Option<i32>,
+    /// Seconds from start to completion (or to now while running), to the millisecond.
+    pub duration: Option<f64>,
+    pub artifacts_path: Option<String>,
+    pub resource_usage: Option<ResourceUsage>,
+    pub error: Option<String>,
+    pub agent_id: Option<String>,
+    pub total_lines: u64,
+    pub timeout: Option<u64>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<JobDetail> for JobView {
+    fn from(detail: JobDetail) -> JobView {
+        let job = detail.job;
+        let duration = job.started_at.map(|start| {
+            let end = job.completed_at.unwrap_or_else(Utc::now);
+            (end - start).num_milliseconds() as f64 / 1000.0
+        });
+        JobView {
+            id: job.id,
+            job_id: job.uuid.to_string(),
+            status: job.status,
+            playbook: detail.playbook.map(|p| PlaybookRef {
+                id: p.id,
+                name: p.name,
+            }),
+            server: detail.server.map(|s| ServerRef {
+                id: s.id,
+                hostname: s.hostname,
+                ip_address: s.ip_address,
+            }),
+            user: detail.user.map(|u| UserRef {
+                id: u.id,
+                username: u.username,
+            }),
+            extra_vars: job.extra_vars,
+            started_at: opt_timestamp(job.started_at),
+            completed_at: opt_timestamp(job.completed_at),
+            exit_code: job.exit_code,
+            duration,
+            artifacts_path: job.artifacts_path,
+            resource_usage: job.resource_usage,
+            error: job.error,
+            agent_id: job.agent_id,
+            total_lines: job.total_lines,
+            timeout: job.timeout_secs,
+            created_at: timestamp(job.created_at),
+            updated_at: timestamp(job.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct LogLineView {
+    pub id: u64,
+    pub line_number: u64,
+    pub content: String,
+    pub log_level: LogLevel,
+    pub timestamp: String,
+}
+
+#[derive(Serialize)]
+pub struct LogPageView {
+    pub job_id: u64,
+    pub logs: Vec<LogLineView>,
+    pub total_lines: u64,
+    pub returned_lines: usize,
+    pub has_more: bool,
+}
+
+impl LogPageView {
+    pub fn new(page: LogPage, start_line: u64) -> LogPageView {
+        let last_returned = page.lines.last().map_or(start_line, |(number, _)| *number);
+        let logs: Vec<LogLineView> = page
+            .lines
+            .into_iter()
+            .map(|(line_number, record)| LogLineView {
+                id: record.id,
+                line_number,
+                content: record.content,
+                log_level: record.log_level,
+                timestamp: timestamp(record.timestamp),
+            })
+            .collect();
+        LogPageView {
+            job_id: page.job_id,
+            returned_lines: logs.len(),
+            has_more: last_returned < page.total_lines,
+            total_lines: page.total_lines,
+            logs,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct PlaybookView {
+    pub id: u64,
+    pub name: String,
+    pub description: String,
+    pub content: String,
+    pub timeout: Option<u64>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<PlaybookRecord> for PlaybookView {
+    fn from(p: PlaybookRecord) -> PlaybookView {
+        PlaybookView {
+            id: p.id,
+            name: p.name,
+            description: p.description,
+            content: p.content,
+            timeout: p.timeout_secs,
+            created_at: timestamp(p.created_at),
+            updated_at: timestamp(p.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ServerView {
+    pub id: u64,
+    pub hostname: String,
+    pub ip_address: String,
+    pub ssh_port: u16,
+    pub ssh_user: String,
+    pub ssh_key_path: Option<String>,
+    pub pool: String,
+    pub connection: drover_shared::Connection,
+    pub python_interpreter: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<ServerRecord> for ServerView {
+    fn from(s: ServerRecord) -> ServerView {
+        ServerView {
+            id: s.id,
+            hostname: s.hostname,
+            ip_address: s.ip_address,
+            ssh_port: s.ssh_port,
+            ssh_user: s.ssh_user,
+            ssh_key_path: s.ssh_key_path,
+            pool: s.pool,
+            connection: s.connection,
+            python_interpreter: s.python_interpreter,
+            created_at: timestamp(s.created_at),
+            updated_at: timestamp(s.updated_at),
+        }
+    }
+}

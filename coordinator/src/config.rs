@@ -1,0 +1,54 @@
+//! The coordinator's configuration: flags, each also an environment variable.
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+pub const DEFAULT_DATA_DIR: &str = "./drover-data";
+/// A week of logs and events kept in the `DROVER_JOBS` stream for replay.
+pub const DEFAULT_JOBS_MAX_AGE_HOURS: u64 = 168;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "drover-coordinator", version, about = "Drover coordinator: HTTP API, job store and NATS dispatch")]
+pub struct Config {
+    /// Directory of the redb store.
+    #[arg(long, env = "DROVER_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "DROVER_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR)]
+    pub http_addr: SocketAddr,
+    /// NATS server (with JetStream) shared with the agents.
+    #[arg(long, env = "DROVER_NATS_URL", default_value = DEFAULT_NATS_URL)]
+    pub nats_url: String,
+    /// Ensures an admin user `admin` that logs in with this API token.
+    #[arg(long, env = "DROVER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Hours the `DROVER_JOBS` stream keeps logs, events and statuses for replay.
+    #[arg(long, env = "DROVER_JOBS_MAX_AGE_HOURS", default_value_t = DEFAULT_JOBS_MAX_AGE_HOURS)]
+    pub jobs_max_age_hours: u64,
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(token) = &self.admin_token
+            && token.len() < 16
+        {
+            return Err(format!(
+                "--admin-token is {} characters; use at least 16",
+                token.len()
+            ));
+        }
+        if !self.nats_url.contains("://") && !self.nats_url.contains(':') {
+            return Err(format!(
+                "--nats-url '{}' is not a URL; use e.g. {DEFAULT_NATS_URL}",
+                self.nats_url
+            ));
+        }
+        if self.jobs_max_age_hours == 0 {
+            return Err("--jobs-max-age-hours must be at least 1".into());
+        }
+        Ok(())
+    }
+}

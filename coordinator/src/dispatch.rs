@@ -1,0 +1,97 @@
+//! Hands pending jobs to their pool's work queue.
+
+use crate::error::Error;
+use crate::store::{JobRecord, PlaybookRecord, ServerRecord, Store};
+use async_nats::jetstream::{self, message::PublishMessage};
+use drover_shared::protocol::{JobDispatch, Message, Target, dispatch_subject};
+
+/// The dispatch message for a job, built from its records.
+pub fn dispatch_for(job: &JobRecord, playbook: &PlaybookRecord, server: &ServerRecord) -> JobDispatch {
+    JobDispatch {
+        job_uuid: job.uuid,
+        job_id: job.id,
+        playbook_name: playbook.name.clone(),
+        playbook_content: playbook.content.clone(),
+        target: Target {
+            hostname: server.hostname.clone(),
+            ip_address: server.ip_address.clone(),
+            ssh_port: server.ssh_port,
+            ssh_user: server.ssh_user.clone(),
+            ssh_key_path: server.ssh_key_path.clone(),
+            connection: server.connection,
+            python_interpreter: server.python_interpreter.clone(),
+        },
+        extra_vars: job.extra_vars.clone(),
+        timeout_secs: job.timeout_secs,
+        verbosity: job.verbosity,
+    }
+}
+
+/// Publishes a job to `drover.dispatch.<pool>` and waits for JetStream to store it.
+/// The job uuid is the message id, so publishing the same job twice queues it once.
+pub async fn publish(
+    js: &jetstream::Context,
+    job: &JobRecord,
+    playbook: &PlaybookRecord,
+    server: &ServerRecord,
+) -> Result<(), Error> {
+    let payload = dispatch_for(job, playbook, server)
+        .encode()
+        .map_err(|e| Error::Nats(e.to_string()))?;
+    let publish = PublishMessage::build()
+        .payload(payload.into())
+        .message_id(job.uuid.to_string());
+    js.send_publish(dispatch_subject(&job.pool), publish)
+        .await
+        .map_err(|e| Error::Nats(format!("cannot dispatch job {}: {e}", job.id)))?
+        .await
+        .map_err(|e| Error::Nats(format!("dispatch of job {} not stored: {e}", job.id)))?;
+    Ok(())
+}
+
+/// Re-publishes every pending job no agent has claimed. Run at start-up: a job accepted
+/// just before a crash may be in redb but not in JetStream (which fsyncs lazily).
+pub async fn republish_pending(store: &Store, js: &jetstream::Context) -> Result<usize, Error> {
+    let pending = store.unclaimed_pending_jobs().await?;
+    for (job, playbook, server) in &pending {
+        publish(js, job, playbook, server).await?;
+    }
+    Ok(pending.len())
+}
+
+/// How often dispatches the bus refused are tried again.
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Retries dispatches that failed while the bus was unreachable, until they succeed.
+pub async fn redispatch_loop(state: crate::api::AppState, mut shutdown: crate::shutdown::Shutdown) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(RETRY_EVERY) => {}
+            () = shutdown.wait() => return,
+        }
+        if state.undispatched.is_empty() {
+            continue;
+        }
+        let pending = match state.store.unclaimed_pending_jobs().await {
+            Ok(pending) => pending,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list pending jobs to redispatch");
+                continue;
+            }
+        };
+        for (job, playbook, server) in pending {
+            if !state.undispatched.contains(&job.id) {
+                continue;
+            }
+            match publish(&state.js, &job, &playbook, &server).await {
+                Ok(()) => {
+                    state.undispatched.remove(&job.id);
+                    tracing::info!(job = job.id, "dispatched after retry");
+                }
+                Err(e) => tracing::warn!(job = job.id, error = %e, "dispatch still deferred"),
+            }
+        }
+        // Jobs cancelled or claimed meanwhile need no dispatch any more.
+        state.undispatched.retain(|id| *id > 0);
+    }
+}

@@ -1,0 +1,69 @@
+//! The Drover coordinator.
+//!
+//! Requests arrive at the HTTP API ([`api`]), which validates them and records them in
+//! the redb [`store`] through its group-commit writer. New jobs are published to their
+//! pool's JetStream work queue ([`dispatch`]); an agent that pulls one asks for it on
+//! `drover.coord.claim` ([`claims`]) and is granted it once. Agents then publish log
+//! batches, events and status changes, which [`ingest`] reads from the `DROVER_JOBS`
+//! stream, stores, and acknowledges only after the commit. Readers (the API) see the
+//! store through snapshots and never wait for the writer.
+
+pub mod api;
+pub mod bus;
+pub mod claims;
+pub mod config;
+pub mod dispatch;
+pub mod error;
+pub mod ingest;
+pub mod shutdown;
+pub mod store;
+pub mod validate;
+
+use crate::api::AppState;
+use crate::config::Config;
+use crate::error::Error;
+use crate::shutdown::Shutdown;
+use crate::store::{Role, Store};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Runs the coordinator on `listener` until `shutdown` fires.
+pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> Result<(), Error> {
+    let store = Store::open(&config.data_dir)?;
+    if let Some(token) = &config.admin_token {
+        store
+            .ensure_user_with_token("admin", Role::Admin, api::hash_token(token))
+            .await?;
+    }
+    let client = bus::connect(&config.nats_url).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    bus::ensure_streams(&js, Duration::from_secs(config.jobs_max_age_hours * 3600)).await?;
+
+    let state = AppState {
+        store: store.clone(),
+        js: js.clone(),
+        undispatched: Arc::default(),
+    };
+    let republished = dispatch::republish_pending(&store, &js).await?;
+    if republished > 0 {
+        tracing::info!(jobs = republished, "re-published pending jobs");
+    }
+    tokio::spawn(claims::serve(client.clone(), store.clone(), shutdown.clone()));
+    tokio::spawn(ingest::run(js.clone(), store.clone(), shutdown.clone()));
+    tokio::spawn(dispatch::redispatch_loop(state.clone(), shutdown.clone()));
+
+    let address = listener.local_addr().map_err(|source| Error::Io {
+        path: "http listener".into(),
+        source,
+    })?;
+    tracing::info!(%address, "coordinator listening");
+    let mut stop = shutdown.clone();
+    warp::serve(api::routes(state))
+        .incoming(listener)
+        .graceful(async move { stop.wait().await })
+        .run()
+        .await;
+    client.flush().await.ok();
+    Ok(())
+}

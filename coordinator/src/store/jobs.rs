@@ -1,0 +1,393 @@
+//! Jobs and their logs: creation, claims, status changes and log ingest, all as
+//! check-then-write changes so a rejected one leaves nothing behind.
+
+use super::Store;
+use super::catalog::{get_record, get_record_tx};
+use super::records::{HeldFinal, JobRecord, LogRecord, PlaybookRecord, ServerRecord, UserRecord};
+use super::tables::{
+    EVENTS, JOB_UUIDS, JOBS, JOBS_BY_STATUS, LOGS, PLAYBOOKS, SERVERS, USERS, decode, encode,
+    next_id, take_ids,
+};
+use crate::error::Error;
+use chrono::Utc;
+use drover_shared::JobStatus;
+use drover_shared::protocol::{ClaimReply, EventBatch, LogBatch, StatusChange};
+use redb::{ReadableTable, WriteTransaction};
+use uuid::Uuid;
+
+/// A job as submitted, already validated by the API.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub playbook_id: u64,
+    pub server_id: u64,
+    pub user_id: u64,
+    pub extra_vars: serde_json::Value,
+    pub timeout_secs: Option<u64>,
+    pub verbosity: u8,
+}
+
+/// A job with the records it refers to, as the API shows it.
+#[derive(Debug, Clone)]
+pub struct JobDetail {
+    pub job: JobRecord,
+    pub playbook: Option<PlaybookRecord>,
+    pub server: Option<ServerRecord>,
+    pub user: Option<UserRecord>,
+}
+
+/// Which job an API path names: `GET /jobs/42` or `GET /jobs/<uuid>`.
+#[derive(Debug, Clone, Copy)]
+pub enum JobFilter {
+    Id(u64),
+    Uuid(Uuid),
+}
+
+#[derive(Debug, Clone)]
+pub struct LogPage {
+    pub job_id: u64,
+    pub lines: Vec<(u64, LogRecord)>,
+    pub total_lines: u64,
+}
+
+/// What ingest did with one message from an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    Applied,
+    /// Already stored (a redelivery or a replay): nothing changed.
+    Duplicate,
+    /// Refused for the reason given; nothing was written.
+    Rejected(String),
+}
+
+impl Store {
+    /// Records a pending job and returns it with the playbook and server it runs.
+    pub async fn create_job(
+        &self,
+        new: NewJob,
+    ) -> Result<(JobRecord, PlaybookRecord, ServerRecord), Error> {
+        self.write(move |tx| {
+            let playbook: PlaybookRecord = get_record_tx(tx, PLAYBOOKS, new.playbook_id)?
+                .ok_or_else(|| Error::not_found("playbook", new.playbook_id))?;
+            let server: ServerRecord = get_record_tx(tx, SERVERS, new.server_id)?
+                .ok_or_else(|| Error::not_found("server", new.server_id))?;
+            let now = Utc::now();
+            let job = JobRecord {
+                id: next_id(tx, "next_job")?,
+                uuid: Uuid::new_v4(),
+                playbook_id: playbook.id,
+                server_id: server.id,
+                user_id: new.user_id,
+                pool: server.pool.clone(),
+                status: JobStatus::Pending,
+                extra_vars: new.extra_vars,
+                timeout_secs: new.timeout_secs.or(playbook.timeout_secs),
+                verbosity: new.verbosity,
+                agent_id: None,
+                started_at: None,
+                completed_at: None,
+                exit_code: None,
+                artifacts_path: None,
+                resource_usage: None,
+                error: None,
+                total_lines: 0,
+                held_final: None,
+                created_at: now,
+                updated_at: now,
+            };
+            tx.open_table(JOB_UUIDS)?.insert(job.uuid.as_u128(), job.id)?;
+            put_job(tx, &job, None)?;
+            Ok((job, playbook, server))
+        })
+        .await
+    }
+
+    pub async fn job_detail(&self, which: JobFilter) -> Result<Option<JobDetail>, Error> {
+        self.read(move |tx| {
+            let id = match which {
+                JobFilter::Id(id) => id,
+                JobFilter::Uuid(uuid) => match tx.open_table(JOB_UUIDS)?.get(uuid.as_u128())? {
+                    Some(id) => id.value(),
+                    None => return Ok(None),
+                },
+            };
+            let Some(job) = get_record::<JobRecord>(tx, JOBS, id)? else {
+                return Ok(None);
+            };
+            Ok(Some(JobDetail {
+                playbook: get_record(tx, PLAYBOOKS, job.playbook_id)?,
+                server: get_record(tx, SERVERS, job.server_id)?,
+                user: get_record(tx, USERS, job.user_id)?,
+                job,
+            }))
+        })
+        .await
+    }
+
+    /// Lines after `start_line` (exclusive, as the spec polls), at most `limit`.
+    pub async fn log_page(&self, job_id: u64, start_line: u64, limit: usize) -> Result<LogPage, Error> {
+        self.read(move |tx| {
+            let job: JobRecord =
+                get_record(tx, JOBS, job_id)?.ok_or_else(|| Error::not_found("job", job_id))?;
+            let logs = tx.open_table(LOGS)?;
+            let mut lines = Vec::with_capacity(limit.min(1024));
+            let from = start_line.saturating_add(1);
+            for entry in logs.range((job_id, from)..=(job_id, u64::MAX))?.take(limit) {
+                let (key, value) = entry?;
+                lines.push((key.value().1, decode::<LogRecord>(value.value())?));
+            }
+            Ok(LogPage {
+                job_id,
+                lines,
+                total_lines: job.total_lines,
+            })
+        })
+        .await
+    }
+
+    /// Pending jobs that no agent has claimed, oldest first, with what a dispatch needs.
+    pub async fn unclaimed_pending_jobs(
+        &self,
+    ) -> Result<Vec<(JobRecord, PlaybookRecord, ServerRecord)>, Error> {
+        self.read(|tx| {
+            let index = tx.open_table(JOBS_BY_STATUS)?;
+            let mut found = Vec::new();
+            let pending = JobStatus::Pending.as_str();
+            for entry in index.range((pending, 0)..=(pending, u64::MAX))? {
+                let id = entry?.0.value().1;
+                let Some(job) = get_record::<JobRecord>(tx, JOBS, id)? else {
+                    continue;
+                };
+                if job.agent_id.is_some() {
+                    continue;
+                }
+                let playbook = get_record(tx, PLAYBOOKS, job.playbook_id)?;
+                let server = get_record(tx, SERVERS, job.server_id)?;
+                if let (Some(playbook), Some(server)) = (playbook, server) {
+                    found.push((job, playbook, server));
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    /// Grants `job_uuid` to `agent_id` once: a second agent, or a job that is no longer
+    /// pending, is refused. The same agent asking again is granted again (its first
+    /// reply may have been lost).
+    pub async fn claim(&self, job_uuid: Uuid, agent_id: String) -> Result<ClaimReply, Error> {
+        self.write(move |tx| {
+            let Some(mut job) = job_by_uuid(tx, job_uuid)? else {
+                return Ok(refuse(format!("unknown job {job_uuid}")));
+            };
+            match &job.agent_id {
+                Some(owner) if *owner == agent_id => return Ok(grant()),
+                Some(owner) => {
+                    return Ok(refuse(format!("job {} is claimed by agent {owner}", job.id)));
+                }
+                None => {}
+            }
+            if job.status != JobStatus::Pending {
+                return Ok(refuse(format!("job {} is {}", job.id, job.status)));
+            }
+            job.agent_id = Some(agent_id);
+            job.updated_at = Utc::now();
+            put_job(tx, &job, Some(job.status))?;
+            Ok(grant())
+        })
+        .await
+    }
+
+    /// Applies agents' messages in order, in one commit. Each message gets an outcome;
+    /// a rejected one writes nothing.
+    pub async fn ingest(&self, messages: Vec<Ingest>) -> Result<Vec<IngestOutcome>, Error> {
+        self.write(move |tx| {
+            messages
+                .into_iter()
+                .map(|message| match message {
+                    Ingest::Logs(batch) => apply_logs(tx, batch),
+                    Ingest::Events(batch) => apply_events(tx, batch),
+                    Ingest::Status(change) => apply_status(tx, change),
+                })
+                .collect()
+        })
+        .await
+    }
+}
+
+/// One decoded message from the `DROVER_JOBS` stream.
+#[derive(Debug, Clone)]
+pub enum Ingest {
+    Logs(LogBatch),
+    Events(EventBatch),
+    Status(StatusChange),
+}
+
+fn grant() -> ClaimReply {
+    ClaimReply {
+        granted: true,
+        reason: None,
+    }
+}
+
+fn refuse(reason: String) -> ClaimReply {
+    ClaimReply {
+        granted: false,
+        reason: Some(reason),
+    }
+}
+
+fn job_by_uuid(tx: &WriteTransaction, uuid: Uuid) -> Result<Option<JobRecord>, Error> {
+    let id = tx.open_table(JOB_UUIDS)?.get(uuid.as_u128())?.map(|v| v.value());
+    match id {
+        Some(id) => get_record_tx(tx, JOBS, id),
+        None => Ok(None),
+    }
+}
+
+/// Writes a job and keeps the status index in step with it.
+fn put_job(tx: &WriteTransaction, job: &JobRecord, old: Option<JobStatus>) -> Result<(), Error> {
+    tx.open_table(JOBS)?.insert(job.id, encode(job)?.as_slice())?;
+    if old != Some(job.status) {
+        let mut index = tx.open_table(JOBS_BY_STATUS)?;
+        if let Some(old) = old {
+            index.remove((old.as_str(), job.id))?;
+        }
+        index.insert((job.status.as_str(), job.id), ())?;
+    }
+    Ok(())
+}
+
+fn apply_logs(tx: &WriteTransaction, batch: LogBatch) -> Result<IngestOutcome, Error> {
+    let Some(mut job) = job_by_uuid(tx, batch.job_uuid)? else {
+        return Ok(IngestOutcome::Rejected(format!(
+            "log batch for unknown job {}",
+            batch.job_uuid
+        )));
+    };
+    if let Some(bad) = batch.lines.iter().find(|line| line.line_number == 0) {
+        return Ok(IngestOutcome::Rejected(format!(
+            "line number {} of job {}: line numbers start at 1",
+            bad.line_number, job.id
+        )));
+    }
+    if job.status.is_finished() && batch.lines.iter().any(|l| l.line_number > job.total_lines) {
+        return Ok(IngestOutcome::Rejected(format!(
+            "new lines for job {}, which is already {}",
+            job.id, job.status
+        )));
+    }
+    let mut logs = tx.open_table(LOGS)?;
+    let mut fresh = Vec::with_capacity(batch.lines.len());
+    for line in &batch.lines {
+        if logs.get((job.id, line.line_number))?.is_none() {
+            fresh.push(line);
+        }
+    }
+    if fresh.is_empty() {
+        return Ok(IngestOutcome::Duplicate);
+    }
+    let first_id = take_ids(tx, "next_log", fresh.len() as u64)?;
+    for (offset, line) in fresh.iter().enumerate() {
+        let record = LogRecord {
+            id: first_id + offset as u64,
+            content: line.content.clone(),
+            log_level: line.log_level,
+            timestamp: line.timestamp,
+        };
+        logs.insert((job.id, line.line_number), encode(&record)?.as_slice())?;
+    }
+    drop(logs);
+    let old = job.status;
+    job.total_lines += fresh.len() as u64;
+    job.updated_at = Utc::now();
+    release_held_final(&mut job);
+    put_job(tx, &job, Some(old))?;
+    Ok(IngestOutcome::Applied)
+}
+
+fn apply_events(tx: &WriteTransaction, batch: EventBatch) -> Result<IngestOutcome, Error> {
+    let Some(job) = job_by_uuid(tx, batch.job_uuid)? else {
+        return Ok(IngestOutcome::Rejected(format!(
+            "event batch for unknown job {}",
+            batch.job_uuid
+        )));
+    };
+    let mut events = tx.open_table(EVENTS)?;
+    for event in &batch.events {
+        events.insert((job.id, event.counter), encode(event)?.as_slice())?;
+    }
+    Ok(IngestOutcome::Applied)
+}
+
+fn apply_status(tx: &WriteTransaction, change: StatusChange) -> Result<IngestOutcome, Error> {
+    let Some(mut job) = job_by_uuid(tx, change.job_uuid)? else {
+        return Ok(IngestOutcome::Rejected(format!(
+            "status for unknown job {}",
+            change.job_uuid
+        )));
+    };
+    if job.agent_id.as_deref() != Some(change.agent_id.as_str()) {
+        return Ok(IngestOutcome::Rejected(format!(
+            "status of job {} from agent {}, which does not hold its claim",
+            job.id, change.agent_id
+        )));
+    }
+    let old = job.status;
+    if old == change.status || (old.is_finished() && change.status == JobStatus::Running) {
+        return Ok(IngestOutcome::Duplicate);
+    }
+    if !old.can_become(change.status) {
+        return Ok(IngestOutcome::Rejected(format!(
+            "job {} cannot go from {old} to {}",
+            job.id, change.status
+        )));
+    }
+    if job.started_at.is_none() {
+        job.started_at = change.started_at;
+    }
+    job.updated_at = Utc::now();
+    if change.status.is_finished() {
+        job.held_final = Some(HeldFinal {
+            status: change.status,
+            exit_code: change.exit_code,
+            last_line: change.last_line,
+            completed_at: change.completed_at,
+            resource_usage: change.resource_usage,
+            error: change.error,
+        });
+        if old == JobStatus::Pending {
+            job.status = JobStatus::Running;
+        }
+        release_held_final(&mut job);
+    } else {
+        job.status = change.status;
+    }
+    put_job(tx, &job, Some(old))?;
+    Ok(IngestOutcome::Applied)
+}
+
+/// Finishes the job if it holds a final status whose lines are all stored.
+fn release_held_final(job: &mut JobRecord) {
+    let ready = matches!(&job.held_final, Some(held) if job.total_lines >= held.last_line);
+    if !ready {
+        return;
+    }
+    if let Some(held) = job.held_final.take() {
+        job.status = held.status;
+        job.exit_code = held.exit_code;
+        job.completed_at = held.completed_at.or_else(|| Some(Utc::now()));
+        job.resource_usage = held.resource_usage;
+        job.error = held.error;
+    }
+}
+
+
+impl Ingest {
+    pub fn job_uuid(&self) -> Uuid {
+        match self {
+            Ingest::Logs(batch) => batch.job_uuid,
+            Ingest::Events(batch) => batch.job_uuid,
+            Ingest::Status(change) => change.job_uuid,
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The coordinator's record: one redb file.
+//!
+//! Reads run on tokio's blocking pool against their own read transaction and never wait
+//! for writers. Every write goes through one writer thread ([`writer`]) that groups
+//! whatever changes are queued into one durable commit, so a burst of log batches or job
+//! submissions costs one fsync, not one each.
+
+mod catalog;
+mod jobs;
+mod records;
+mod tables;
+mod writer;
+
+pub use catalog::{NewPlaybook, NewServer};
+pub use jobs::{Ingest, IngestOutcome, JobDetail, JobFilter, LogPage, NewJob};
+pub use records::{JobRecord, LogRecord, PlaybookRecord, Role, ServerRecord, UserRecord};
+
+use crate::error::Error;
+use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
+use std::path::Path;
+use std::sync::Arc;
+use writer::WriterHandle;
+
+/// Name of the redb file under `--data-dir`.
+pub const DB_FILE: &str = "drover.redb";
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    writer: WriterHandle,
+}
+
+impl Store {
+    /// Opens (or creates) the store under `data_dir` and starts its writer thread.
+    pub fn open(data_dir: &Path) -> Result<Store, Error> {
+        std::fs::create_dir_all(data_dir).map_err(|source| Error::Io {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let db = Arc::new(Database::create(data_dir.join(DB_FILE)).map_err(redb::Error::from)?);
+        let setup = db.begin_write().map_err(redb::Error::from)?;
+        tables::create_all(&setup)?;
+        setup.commit().map_err(redb::Error::from)?;
+        let writer = writer::spawn(db.clone());
+        Ok(Store { db, writer })
+    }
+
+    /// Runs `f` against a consistent snapshot on the blocking pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadTransaction) -> Result<T, Error> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_read().map_err(redb::Error::from)?;
+            f(&tx)
+        })
+        .await
+        .map_err(|_| Error::WriterGone)?
+    }
+
+    /// Applies `f` in the next group commit and returns its result once that commit is
+    /// durable. `f` must check everything before it writes anything: an `Err` from it
+    /// must leave the transaction as it found it, because other changes share the commit.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, Error> + Send + 'static,
+    {
+        self.writer.write(f).await
+    }
+}

@@ -1,0 +1,101 @@
+//! What the store keeps, one struct per table value.
+
+use chrono::{DateTime, Utc};
+use drover_shared::protocol::ResourceUsage;
+use drover_shared::{Connection, JobStatus, LogLevel};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Roles in increasing power: each may do everything the one before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub id: u64,
+    pub username: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlaybookRecord {
+    pub id: u64,
+    pub name: String,
+    pub description: String,
+    pub content: String,
+    /// Default wall-clock limit for jobs of this playbook.
+    pub timeout_secs: Option<u64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerRecord {
+    pub id: u64,
+    pub hostname: String,
+    pub ip_address: String,
+    pub ssh_port: u16,
+    pub ssh_user: String,
+    /// Relative to the agents' `--key-dir`.
+    pub ssh_key_path: Option<String>,
+    /// Agents of this pool run the server's jobs.
+    pub pool: String,
+    pub connection: Connection,
+    pub python_interpreter: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: u64,
+    pub uuid: Uuid,
+    pub playbook_id: u64,
+    pub server_id: u64,
+    pub user_id: u64,
+    pub pool: String,
+    pub status: JobStatus,
+    pub extra_vars: serde_json::Value,
+    pub timeout_secs: Option<u64>,
+    pub verbosity: u8,
+    /// The agent whose claim was granted; no other agent may report on the job.
+    pub agent_id: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    pub artifacts_path: Option<String>,
+    pub resource_usage: Option<ResourceUsage>,
+    pub error: Option<String>,
+    /// Distinct log lines stored so far.
+    pub total_lines: u64,
+    /// A final status that arrived before all of its lines; applied once they are stored.
+    pub held_final: Option<HeldFinal>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A final status waiting for the lines it says were published before it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeldFinal {
+    pub status: JobStatus,
+    pub exit_code: Option<i32>,
+    pub last_line: u64,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub resource_usage: Option<ResourceUsage>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// Global, increasing id of the stored line (the spec's `id`).
+    pub id: u64,
+    pub content: String,
+    pub log_level: LogLevel,
+    pub timestamp: DateTime<Utc>,
+}
