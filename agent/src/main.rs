@@ -1,1 +1,77 @@
-fn main(){}
+use actix::prelude::*;
+use clap::Parser;
+use drover_agent::config::Config;
+use drover_agent::execute::Settings;
+use drover_agent::pool::{PoolActor, Stop};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use tokio::sync::Semaphore;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let config = Config::parse();
+    if let Err(problem) = config.validate() {
+        eprintln!("drover-agent: {problem}");
+        std::process::exit(2);
+    }
+    std::fs::create_dir_all(&config.work_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create --work-dir {}: {e}",
+            config.work_dir.display()
+        )
+    })?;
+    let system = System::new();
+    system.block_on(start(config))?;
+    system.run()?;
+    Ok(())
+}
+
+async fn start(config: Config) -> anyhow::Result<()> {
+    let agent_id = config.agent_id();
+    let client = drover_agent::bus::connect(&config.nats_url, &agent_id).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    let settings = Arc::new(Settings {
+        agent_id: agent_id.clone(),
+        work_dir: config.work_dir.clone(),
+        key_dir: config.key_dir.clone(),
+        runner: config.runner_program(),
+        keep_work_dirs: config.keep_work_dirs,
+        check_host_keys: config.check_host_keys,
+        stopping: AtomicBool::new(false),
+    });
+    tracing::info!(agent = %agent_id, pool = %config.pool, runner = %settings.runner.display(), "agent starting");
+    let pool = PoolActor {
+        settings,
+        client,
+        js,
+        pool: config.pool.clone(),
+        concurrency: config.concurrency,
+        labels: config.labels.clone(),
+        running: HashMap::new(),
+        slots: Arc::new(Semaphore::new(config.concurrency as usize)),
+    }
+    .start();
+    actix::spawn(async move {
+        wait_for_signal().await;
+        pool.do_send(Stop);
+    });
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

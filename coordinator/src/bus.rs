@@ -17,10 +17,7 @@ pub async fn connect(url: &str) -> Result<async_nats::Client, Error> {
 }
 
 /// Creates the dispatch work queue and the jobs stream if they do not exist yet.
-pub async fn ensure_streams(
-    js: &jetstream::Context,
-    jobs_max_age: Duration,
-) -> Result<(), Error> {
+pub async fn ensure_streams(js: &jetstream::Context, jobs_max_age: Duration) -> Result<(), Error> {
     js.get_or_create_stream(stream::Config {
         name: DISPATCH_STREAM.to_owned(),
         subjects: vec![DISPATCH_SUBJECTS.to_owned()],

@@ -61,7 +61,10 @@ async fn decide(store: &Store, payload: &[u8]) -> ClaimReply {
             };
         }
     };
-    match store.claim(request.job_uuid, request.agent_id.clone()).await {
+    match store
+        .claim(request.job_uuid, request.agent_id.clone())
+        .await
+    {
         Ok(reply) => {
             tracing::info!(job = %request.job_uuid, agent = %request.agent_id, granted = reply.granted, reason = ?reply.reason, "claim");
             reply

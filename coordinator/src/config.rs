@@ -11,7 +11,11 @@ pub const DEFAULT_DATA_DIR: &str = "./drover-data";
 pub const DEFAULT_JOBS_MAX_AGE_HOURS: u64 = 168;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "drover-coordinator", version, about = "Drover coordinator: HTTP API, job store and NATS dispatch")]
+#[command(
+    name = "drover-coordinator",
+    version,
+    about = "Drover coordinator: HTTP API, job store and NATS dispatch"
+)]
 pub struct Config {
     /// Directory of the redb store.
     #[arg(long, env = "DROVER_DATA_DIR", default_value = DEFAULT_DATA_DIR)]

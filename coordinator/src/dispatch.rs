@@ -6,7 +6,11 @@ use async_nats::jetstream::{self, message::PublishMessage};
 use drover_shared::protocol::{JobDispatch, Message, Target, dispatch_subject};
 
 /// The dispatch message for a job, built from its records.
-pub fn dispatch_for(job: &JobRecord, playbook: &PlaybookRecord, server: &ServerRecord) -> JobDispatch {
+pub fn dispatch_for(
+    job: &JobRecord,
+    playbook: &PlaybookRecord,
+    server: &ServerRecord,
+) -> JobDispatch {
     JobDispatch {
         job_uuid: job.uuid,
         job_id: job.id,

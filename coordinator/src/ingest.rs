@@ -5,7 +5,7 @@
 
 use crate::shutdown::Shutdown;
 use crate::store::{Ingest, IngestOutcome, Store};
-use async_nats::jetstream::{self, consumer::pull, AckKind};
+use async_nats::jetstream::{self, AckKind, consumer::pull};
 use drover_shared::protocol::{
     EventBatch, JOBS_STREAM, JobSubjectKind, LogBatch, Message, StatusChange, parse_job_subject,
 };
@@ -37,7 +37,10 @@ pub async fn run(js: jetstream::Context, store: Store, mut shutdown: Shutdown) {
 }
 
 async fn consume(js: &jetstream::Context, store: &Store) -> Result<(), String> {
-    let stream = js.get_stream(JOBS_STREAM).await.map_err(|e| e.to_string())?;
+    let stream = js
+        .get_stream(JOBS_STREAM)
+        .await
+        .map_err(|e| e.to_string())?;
     let consumer: jetstream::consumer::Consumer<pull::Config> = stream
         .get_or_create_consumer(
             CONSUMER,
@@ -59,7 +62,10 @@ async fn consume(js: &jetstream::Context, store: &Store) -> Result<(), String> {
     while let Some(chunk) = chunks.next().await {
         let messages: Vec<jetstream::Message> = chunk
             .into_iter()
-            .filter_map(|m| m.map_err(|e| tracing::warn!(error = %e, "bad delivery")).ok())
+            .filter_map(|m| {
+                m.map_err(|e| tracing::warn!(error = %e, "bad delivery"))
+                    .ok()
+            })
             .collect();
         let Some(last) = messages.last() else {
             continue;
@@ -72,7 +78,9 @@ async fn consume(js: &jetstream::Context, store: &Store) -> Result<(), String> {
             }
         }
         // AckPolicy::All: acknowledging the last message acknowledges the whole chunk.
-        last.ack_with(AckKind::Ack).await.map_err(|e| e.to_string())?;
+        last.ack_with(AckKind::Ack)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Err("the jobs stream's consumer ended".to_owned())
 }

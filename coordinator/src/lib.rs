@@ -49,7 +49,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
     if republished > 0 {
         tracing::info!(jobs = republished, "re-published pending jobs");
     }
-    tokio::spawn(claims::serve(client.clone(), store.clone(), shutdown.clone()));
+    tokio::spawn(claims::serve(
+        client.clone(),
+        store.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(ingest::run(js.clone(), store.clone(), shutdown.clone()));
     tokio::spawn(dispatch::redispatch_loop(state.clone(), shutdown.clone()));
 

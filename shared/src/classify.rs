@@ -192,17 +192,17 @@ fatal: [web-server-01]: FAILED! => {"msg": "Service not found"}
     #[test]
     fn verbose_output_is_debug() {
         assert_eq!(
-            classify(
-                "<127.0.0.1> ESTABLISH SSH CONNECTION FOR USER: root",
-                None
-            ),
+            classify("<127.0.0.1> ESTABLISH SSH CONNECTION FOR USER: root", None),
             LogLevel::Debug
         );
         assert_eq!(
             classify("Using /etc/ansible/ansible.cfg as config file", None),
             LogLevel::Debug
         );
-        assert_eq!(classify("anything at all", Some("verbose")), LogLevel::Debug);
+        assert_eq!(
+            classify("anything at all", Some("verbose")),
+            LogLevel::Debug
+        );
         assert_eq!(
             classify("[WARNING]: careful", Some("verbose")),
             LogLevel::Warning

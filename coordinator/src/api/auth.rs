@@ -25,11 +25,13 @@ pub async fn authorize(
         .await?
         .ok_or(Error::Unauthorized)?;
     if user.role < needed {
-        return Err(Error::Forbidden(format!(
-            "user '{}' is {:?}; this needs {:?} or above",
-            user.username, user.role, needed
-        )
-        .to_lowercase()));
+        return Err(Error::Forbidden(
+            format!(
+                "user '{}' is {:?}; this needs {:?} or above",
+                user.username, user.role, needed
+            )
+            .to_lowercase(),
+        ));
     }
     Ok(user)
 }

@@ -1,10 +1,10 @@
 //! `POST /playbooks` and `POST /servers`.
 
+use super::AppState;
 use super::auth::authorize;
 use super::body;
 use super::reply::respond;
 use super::views::{PlaybookView, ServerView};
-use super::AppState;
 use crate::error::Error;
 use crate::store::{NewPlaybook, NewServer, Role};
 use crate::validate;

@@ -1,10 +1,10 @@
 //! `POST /jobs`, `GET /jobs/{id}`, `GET /jobs/{id}/logs`.
 
+use super::AppState;
 use super::auth::authorize;
 use super::body;
 use super::reply::respond;
 use super::views::{JobView, LogPageView};
-use super::AppState;
 use crate::dispatch;
 use crate::error::Error;
 use crate::store::{JobDetail, JobFilter, NewJob, Role};
@@ -93,9 +93,9 @@ pub fn parse_job_ref(raw: &str) -> Result<JobFilter, Error> {
     if let Ok(id) = raw.parse::<u64>() {
         return Ok(JobFilter::Id(id));
     }
-    Uuid::parse_str(raw).map(JobFilter::Uuid).map_err(|_| {
-        Error::not_found("job", raw)
-    })
+    Uuid::parse_str(raw)
+        .map(JobFilter::Uuid)
+        .map_err(|_| Error::not_found("job", raw))
 }
 
 async fn find(state: &AppState, raw: &str) -> Result<JobDetail, Error> {
@@ -131,7 +131,10 @@ pub async fn logs(
             )));
         }
         let job = find(&state, &id).await?.job;
-        let page = state.store.log_page(job.id, start_line, limit as usize).await?;
+        let page = state
+            .store
+            .log_page(job.id, start_line, limit as usize)
+            .await?;
         Ok(LogPageView::new(page, start_line))
     }
     .await;

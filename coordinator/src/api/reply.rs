@@ -3,9 +3,9 @@
 
 use crate::error::Error;
 use serde::Serialize;
+use warp::Reply;
 use warp::http::StatusCode;
 use warp::reply::Response;
-use warp::Reply;
 
 pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
     warp::reply::with_status(warp::reply::json(body), status).into_response()
@@ -33,10 +33,13 @@ pub fn error_response(error: &Error) -> Response {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal")
         }
     };
-    json(status, &ErrorBody {
-        error: kind,
-        detail: error.to_string(),
-    })
+    json(
+        status,
+        &ErrorBody {
+            error: kind,
+            detail: error.to_string(),
+        },
+    )
 }
 
 #[derive(Serialize)]

@@ -1,1 +1,284 @@
-fn main(){}
+//! `drover`: the command line for people and scripts. It talks to the coordinator's HTTP
+//! API: register playbooks and servers, submit jobs, and follow a job's log live.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How often `tail` asks for new lines while a job runs.
+const POLL_EVERY: Duration = Duration::from_millis(200);
+/// Lines asked for per request.
+const PAGE: u32 = 1000;
+
+#[derive(Parser)]
+#[command(
+    name = "drover",
+    version,
+    about = "Drover command line: playbooks, servers, jobs, live logs"
+)]
+struct Cli {
+    /// Coordinator base URL.
+    #[arg(
+        long,
+        env = "DROVER_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    url: String,
+    /// API token.
+    #[arg(long, env = "DROVER_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Upload a playbook; prints its id.
+    PlaybookCreate {
+        #[arg(long)]
+        name: String,
+        /// YAML file to upload.
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Register a server; prints its id.
+    ServerCreate {
+        #[arg(long)]
+        hostname: String,
+        #[arg(long)]
+        ip_address: String,
+        /// `ssh` or `local`.
+        #[arg(long, default_value = "ssh")]
+        connection: String,
+        #[arg(long, default_value_t = 22)]
+        ssh_port: u32,
+        #[arg(long, default_value = "root")]
+        ssh_user: String,
+        /// Relative to the agents' --key-dir.
+        #[arg(long)]
+        ssh_key_path: Option<String>,
+        #[arg(long, default_value = "default")]
+        pool: String,
+        #[arg(long)]
+        python_interpreter: Option<String>,
+    },
+    /// Submit a job; prints its id, or follows it with --follow.
+    Submit {
+        #[arg(long)]
+        playbook_id: u64,
+        #[arg(long)]
+        server_id: u64,
+        /// JSON object, e.g. '{"port": 8080}'.
+        #[arg(long, default_value = "{}")]
+        extra_vars: String,
+        /// Seconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+        /// Print the log live and exit with the job's exit code.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Print a job's log from the start, live, then its final status; exits with the
+    /// job's exit code.
+    Tail {
+        /// Job id or UUID.
+        job: String,
+        /// Start after this line.
+        #[arg(long, default_value_t = 0)]
+        after_line: u64,
+    },
+}
+
+struct Api {
+    http: reqwest::Client,
+    url: String,
+    token: Option<String>,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.url.trim_end_matches('/')));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the coordinator at {}", self.url))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let detail = body["detail"].as_str().unwrap_or("no detail");
+            bail!("{path}: {status}: {detail}");
+        }
+        Ok(body)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let api = Api {
+        http: reqwest::Client::new(),
+        url: cli.url,
+        token: cli.token,
+    };
+    match run(&api, cli.command).await {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("drover: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(api: &Api, command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::PlaybookCreate {
+            name,
+            file,
+            description,
+        } => {
+            let content = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let created = api
+                .post(
+                    "/playbooks",
+                    json!({"name": name, "description": description, "content": content}),
+                )
+                .await?;
+            println!("{}", created["id"]);
+        }
+        Command::ServerCreate {
+            hostname,
+            ip_address,
+            connection,
+            ssh_port,
+            ssh_user,
+            ssh_key_path,
+            pool,
+            python_interpreter,
+        } => {
+            let created = api
+                .post(
+                    "/servers",
+                    json!({
+                        "hostname": hostname, "ip_address": ip_address, "connection": connection,
+                        "ssh_port": ssh_port, "ssh_user": ssh_user, "ssh_key_path": ssh_key_path,
+                        "pool": pool, "python_interpreter": python_interpreter,
+                    }),
+                )
+                .await?;
+            println!("{}", created["id"]);
+        }
+        Command::Submit {
+            playbook_id,
+            server_id,
+            extra_vars,
+            timeout,
+            follow,
+        } => {
+            let extra_vars: Value =
+                serde_json::from_str(&extra_vars).context("--extra-vars is not JSON")?;
+            let job = api
+                .post(
+                    "/jobs",
+                    json!({"playbook_id": playbook_id, "server_id": server_id, "extra_vars": extra_vars, "timeout": timeout}),
+                )
+                .await?;
+            if !follow {
+                println!("{}", job["id"]);
+                return Ok(0);
+            }
+            eprintln!(
+                "job {} ({}) submitted",
+                job["id"],
+                job["job_id"].as_str().unwrap_or("?")
+            );
+            return tail(api, &job["id"].to_string(), 0).await;
+        }
+        Command::Tail { job, after_line } => return tail(api, &job, after_line).await,
+    }
+    Ok(0)
+}
+
+/// Prints lines as they are stored until the job is finished and every line is printed.
+async fn tail(api: &Api, job: &str, mut after: u64) -> anyhow::Result<i32> {
+    let colour = std::io::stdout().is_terminal();
+    let mut out = std::io::stdout().lock();
+    loop {
+        // Read the status first: if it is final, every line is already stored.
+        let detail = api.get(&format!("/jobs/{job}")).await?;
+        let finished = matches!(
+            detail["status"].as_str(),
+            Some("success" | "failed" | "cancelled")
+        );
+        loop {
+            let page = api
+                .get(&format!("/jobs/{job}/logs?start_line={after}&limit={PAGE}"))
+                .await?;
+            let lines = page["logs"].as_array().cloned().unwrap_or_default();
+            for line in &lines {
+                after = line["line_number"].as_u64().unwrap_or(after);
+                print_line(&mut out, line, colour)?;
+            }
+            if !page["has_more"].as_bool().unwrap_or(false) {
+                break;
+            }
+        }
+        out.flush()?;
+        if finished {
+            let code = detail["exit_code"].as_i64().unwrap_or(1) as i32;
+            let duration = detail["duration"].as_f64().unwrap_or(0.0);
+            let error = detail["error"]
+                .as_str()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "job {} {}: exit code {code}, {duration:.2} s{error}",
+                detail["id"],
+                detail["status"].as_str().unwrap_or("?"),
+            )?;
+            return Ok(code);
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+fn print_line(out: &mut impl Write, line: &Value, colour: bool) -> std::io::Result<()> {
+    let level = line["log_level"].as_str().unwrap_or("INFO");
+    let content = line["content"].as_str().unwrap_or("");
+    let number = line["line_number"].as_u64().unwrap_or(0);
+    let (start, end) = match (colour, level) {
+        (true, "ERROR") => ("\x1b[31m", "\x1b[0m"),
+        (true, "WARNING") => ("\x1b[33m", "\x1b[0m"),
+        (true, "DEBUG") => ("\x1b[2m", "\x1b[0m"),
+        _ => ("", ""),
+    };
+    writeln!(out, "{number:>5} {start}{level:<7} {content}{end}")
+}

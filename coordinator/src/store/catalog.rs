@@ -1,10 +1,8 @@
 //! Users, API tokens, playbooks and servers: the things jobs refer to.
 
-use super::records::{PlaybookRecord, Role, ServerRecord, UserRecord};
-use super::tables::{
-    PLAYBOOKS, SERVERS, TOKENS, USERNAMES, USERS, decode, encode, next_id,
-};
 use super::Store;
+use super::records::{PlaybookRecord, Role, ServerRecord, UserRecord};
+use super::tables::{PLAYBOOKS, SERVERS, TOKENS, USERNAMES, USERS, decode, encode, next_id};
 use crate::error::Error;
 use chrono::Utc;
 use drover_shared::Connection;
@@ -51,12 +49,15 @@ impl Store {
                         role,
                         created_at: Utc::now(),
                     };
-                    tx.open_table(USERS)?.insert(user.id, encode(&user)?.as_slice())?;
-                    tx.open_table(USERNAMES)?.insert(username.as_str(), user.id)?;
+                    tx.open_table(USERS)?
+                        .insert(user.id, encode(&user)?.as_slice())?;
+                    tx.open_table(USERNAMES)?
+                        .insert(username.as_str(), user.id)?;
                     user
                 }
             };
-            tx.open_table(TOKENS)?.insert(token_hash.as_slice(), user.id)?;
+            tx.open_table(TOKENS)?
+                .insert(token_hash.as_slice(), user.id)?;
             Ok(user)
         })
         .await
@@ -65,7 +66,10 @@ impl Store {
     /// The user a token hash belongs to, if any.
     pub async fn user_for_token(&self, token_hash: [u8; 32]) -> Result<Option<UserRecord>, Error> {
         self.read(move |tx| {
-            let Some(id) = tx.open_table(TOKENS)?.get(token_hash.as_slice())?.map(|v| v.value())
+            let Some(id) = tx
+                .open_table(TOKENS)?
+                .get(token_hash.as_slice())?
+                .map(|v| v.value())
             else {
                 return Ok(None);
             };

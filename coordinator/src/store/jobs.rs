@@ -94,7 +94,8 @@ impl Store {
                 created_at: now,
                 updated_at: now,
             };
-            tx.open_table(JOB_UUIDS)?.insert(job.uuid.as_u128(), job.id)?;
+            tx.open_table(JOB_UUIDS)?
+                .insert(job.uuid.as_u128(), job.id)?;
             put_job(tx, &job, None)?;
             Ok((job, playbook, server))
         })
@@ -124,7 +125,12 @@ impl Store {
     }
 
     /// Lines after `start_line` (exclusive, as the spec polls), at most `limit`.
-    pub async fn log_page(&self, job_id: u64, start_line: u64, limit: usize) -> Result<LogPage, Error> {
+    pub async fn log_page(
+        &self,
+        job_id: u64,
+        start_line: u64,
+        limit: usize,
+    ) -> Result<LogPage, Error> {
         self.read(move |tx| {
             let job: JobRecord =
                 get_record(tx, JOBS, job_id)?.ok_or_else(|| Error::not_found("job", job_id))?;
@@ -182,7 +188,10 @@ impl Store {
             match &job.agent_id {
                 Some(owner) if *owner == agent_id => return Ok(grant()),
                 Some(owner) => {
-                    return Ok(refuse(format!("job {} is claimed by agent {owner}", job.id)));
+                    return Ok(refuse(format!(
+                        "job {} is claimed by agent {owner}",
+                        job.id
+                    )));
                 }
                 None => {}
             }
@@ -237,7 +246,10 @@ fn refuse(reason: String) -> ClaimReply {
 }
 
 fn job_by_uuid(tx: &WriteTransaction, uuid: Uuid) -> Result<Option<JobRecord>, Error> {
-    let id = tx.open_table(JOB_UUIDS)?.get(uuid.as_u128())?.map(|v| v.value());
+    let id = tx
+        .open_table(JOB_UUIDS)?
+        .get(uuid.as_u128())?
+        .map(|v| v.value());
     match id {
         Some(id) => get_record_tx(tx, JOBS, id),
         None => Ok(None),
@@ -246,7 +258,8 @@ fn job_by_uuid(tx: &WriteTransaction, uuid: Uuid) -> Result<Option<JobRecord>, E
 
 /// Writes a job and keeps the status index in step with it.
 fn put_job(tx: &WriteTransaction, job: &JobRecord, old: Option<JobStatus>) -> Result<(), Error> {
-    tx.open_table(JOBS)?.insert(job.id, encode(job)?.as_slice())?;
+    tx.open_table(JOBS)?
+        .insert(job.id, encode(job)?.as_slice())?;
     if old != Some(job.status) {
         let mut index = tx.open_table(JOBS_BY_STATUS)?;
         if let Some(old) = old {
@@ -380,7 +393,6 @@ fn release_held_final(job: &mut JobRecord) {
         job.error = held.error;
     }
 }
-
 
 impl Ingest {
     pub fn job_uuid(&self) -> Uuid {

@@ -17,8 +17,7 @@ pub const SERVERS: TableDefinition<u64, &[u8]> = TableDefinition::new("servers")
 pub const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
 pub const JOB_UUIDS: TableDefinition<u128, u64> = TableDefinition::new("job_uuids");
 /// (status, job id): finds pending or running jobs without scanning every job.
-pub const JOBS_BY_STATUS: TableDefinition<(&str, u64), ()> =
-    TableDefinition::new("jobs_by_status");
+pub const JOBS_BY_STATUS: TableDefinition<(&str, u64), ()> = TableDefinition::new("jobs_by_status");
 /// (job id, line number) → line: a replayed line overwrites itself.
 pub const LOGS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("logs");
 /// (job id, event counter) → event.

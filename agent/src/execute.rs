@@ -1,0 +1,279 @@
+//! One job from dispatch to final status: write the private data dir, report `running`,
+//! run ansible-runner, publish its lines and events in batches as they come, enforce the
+//! timeout, then report the final status with the mapped exit code and resource usage.
+
+use crate::publisher::{self, Outgoing, PublisherHandle};
+use crate::runner::events::EventReader;
+use crate::runner::{private_data, process};
+use async_nats::jetstream;
+use chrono::{DateTime, Utc};
+use drover_shared::protocol::{EventBatch, JobDispatch, LogBatch, ResourceUsage, StatusChange};
+use drover_shared::{JobStatus, Termination, exit_code};
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Most lines in one published batch.
+const MAX_BATCH_LINES: usize = 1000;
+/// After ansible-runner exits, how long stragglers may keep its pipes open.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// What every job of this agent shares.
+#[derive(Debug)]
+pub struct Settings {
+    pub agent_id: String,
+    pub work_dir: PathBuf,
+    pub key_dir: PathBuf,
+    pub runner: PathBuf,
+    pub keep_work_dirs: bool,
+    pub check_host_keys: bool,
+    /// Set when the agent is shutting down, so killed runs say why.
+    pub stopping: AtomicBool,
+}
+
+/// How the run ended, for the final status.
+struct Finish {
+    status: JobStatus,
+    exit_code: i32,
+    usage: Option<ResourceUsage>,
+    error: Option<String>,
+}
+
+pub async fn execute(dispatch: JobDispatch, settings: Arc<Settings>, js: jetstream::Context) {
+    let job = dispatch.job_uuid;
+    let (publisher, published) = publisher::start(js, job);
+    let started_at = Utc::now();
+    publisher
+        .send(Outgoing::Status(status_change(
+            &settings,
+            &dispatch,
+            JobStatus::Running,
+            started_at,
+        )))
+        .await;
+    let dir = settings.work_dir.join(format!("job-{job}"));
+    let mut reader = EventReader::default();
+    let finish = run(&dispatch, &settings, &dir, &publisher, &mut reader).await;
+    tracing::info!(%job, status = %finish.status, exit_code = finish.exit_code, lines = reader.last_line(), "job finished");
+    let mut change = status_change(&settings, &dispatch, finish.status, started_at);
+    change.exit_code = Some(finish.exit_code);
+    change.last_line = reader.last_line();
+    change.completed_at = Some(Utc::now());
+    change.resource_usage = finish.usage;
+    change.error = finish.error;
+    publisher.send(Outgoing::Status(change)).await;
+    drop(publisher);
+    if published.await.is_err() {
+        tracing::error!(%job, "publisher task failed");
+    }
+    if !settings.keep_work_dirs {
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+    }
+}
+
+fn status_change(
+    settings: &Settings,
+    dispatch: &JobDispatch,
+    status: JobStatus,
+    started_at: DateTime<Utc>,
+) -> StatusChange {
+    StatusChange {
+        job_uuid: dispatch.job_uuid,
+        agent_id: settings.agent_id.clone(),
+        status,
+        exit_code: None,
+        last_line: 0,
+        started_at: Some(started_at),
+        completed_at: None,
+        resource_usage: None,
+        error: None,
+    }
+}
+
+fn failed_before_start(exit_code: i32, error: String) -> Finish {
+    Finish {
+        status: JobStatus::Failed,
+        exit_code,
+        usage: None,
+        error: Some(error),
+    }
+}
+
+async fn run(
+    dispatch: &JobDispatch,
+    settings: &Settings,
+    dir: &std::path::Path,
+    publisher: &PublisherHandle,
+    reader: &mut EventReader,
+) -> Finish {
+    let key = match &dispatch.target.ssh_key_path {
+        Some(relative) => match private_data::resolve_key(&settings.key_dir, relative) {
+            Ok(key) => Some(key),
+            Err(e) => {
+                return failed_before_start(
+                    drover_shared::exit_code::CONNECTION_ERROR,
+                    e.to_string(),
+                );
+            }
+        },
+        None => None,
+    };
+    let inventory =
+        private_data::inventory(&dispatch.target, key.as_deref(), settings.check_host_keys);
+    let prepared = {
+        let (dir, dispatch, check) = (dir.to_owned(), dispatch.clone(), settings.check_host_keys);
+        tokio::task::spawn_blocking(move || private_data::write(&dir, &dispatch, &inventory, check))
+            .await
+    };
+    match prepared {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return failed_before_start(exit_code::TASK_FAILURE, e.to_string()),
+        Err(e) => return failed_before_start(exit_code::TASK_FAILURE, e.to_string()),
+    }
+
+    let verbosity = "-".to_owned() + &"v".repeat(usize::from(dispatch.verbosity));
+    let mut args: Vec<&OsStr> = vec![
+        OsStr::new("run"),
+        dir.as_os_str(),
+        OsStr::new("-p"),
+        OsStr::new(private_data::PLAYBOOK_FILE),
+        OsStr::new("-j"),
+    ];
+    if dispatch.verbosity > 0 {
+        args.push(OsStr::new(&verbosity));
+    }
+    let marker = dispatch.job_uuid.to_string();
+    let mut spawned = match process::spawn(
+        &settings.runner,
+        &args,
+        &marker,
+        &settings.agent_id,
+        settings.runner.parent(),
+    ) {
+        Ok(spawned) => spawned,
+        Err(e) => {
+            let error = crate::error::Error::Runner {
+                program: settings.runner.display().to_string(),
+                source: e,
+            };
+            return failed_before_start(exit_code::TASK_FAILURE, error.to_string());
+        }
+    };
+    tracing::info!(job = %dispatch.job_uuid, pid = spawned.pid, "ansible-runner started");
+
+    let far_future = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+    let deadline = dispatch.timeout_secs.map_or(far_future, |secs| {
+        Instant::now() + Duration::from_secs(secs)
+    });
+    let mut drain_until = far_future;
+    let mut timed_out = false;
+    let mut exit: Option<process::ExitInfo> = None;
+    let mut exit_pending = true;
+    loop {
+        tokio::select! {
+            line = spawned.output.recv() => match line {
+                Some(line) => {
+                    let mut batch = vec![line];
+                    while batch.len() < MAX_BATCH_LINES {
+                        match spawned.output.try_recv() {
+                            Ok(line) => batch.push(line),
+                            Err(_) => break,
+                        }
+                    }
+                    publish_output(dispatch, reader, publisher, &batch).await;
+                }
+                None => break,
+            },
+            info = &mut spawned.exit, if exit_pending => {
+                exit_pending = false;
+                exit = info.ok();
+                drain_until = Instant::now() + DRAIN_GRACE;
+            }
+            () = tokio::time::sleep_until(deadline), if !timed_out && exit_pending => {
+                timed_out = true;
+                tracing::warn!(job = %dispatch.job_uuid, "timeout reached; stopping the run");
+                kill(&marker).await;
+            }
+            () = tokio::time::sleep_until(drain_until) => {
+                // Something the playbook started still holds the output open.
+                kill(&marker).await;
+                break;
+            }
+        }
+    }
+    if exit_pending {
+        exit = (&mut spawned.exit).await.ok();
+    }
+    let termination = match (timed_out, exit.and_then(|e| e.code)) {
+        (true, _) => Termination::TimedOut,
+        (false, Some(code)) => Termination::Exited(code),
+        (false, None) => Termination::Crashed,
+    };
+    let code = exit_code(&reader.outcome(termination));
+    Finish {
+        status: if code == exit_code::SUCCESS {
+            JobStatus::Success
+        } else {
+            JobStatus::Failed
+        },
+        exit_code: code,
+        usage: exit.map(|e| e.usage),
+        error: match termination {
+            Termination::TimedOut => Some(format!(
+                "timed out after {} s",
+                dispatch.timeout_secs.unwrap_or_default()
+            )),
+            Termination::Crashed if settings.stopping.load(Ordering::Relaxed) => Some(format!(
+                "agent {} stopped while the job ran",
+                settings.agent_id
+            )),
+            Termination::Crashed => Some("ansible-runner was killed by a signal".into()),
+            Termination::Exited(_) if code != exit_code::SUCCESS => reader
+                .first_error()
+                .map(str::to_owned)
+                .or_else(|| Some(format!("the run failed with exit code {code}"))),
+            _ => None,
+        },
+    }
+}
+
+async fn kill(marker: &str) {
+    let marker = marker.to_owned();
+    let _ = tokio::task::spawn_blocking(move || process::kill_marked(process::JOB_MARKER, &marker))
+        .await;
+}
+
+async fn publish_output(
+    dispatch: &JobDispatch,
+    reader: &mut EventReader,
+    publisher: &PublisherHandle,
+    batch: &[String],
+) {
+    let now = Utc::now();
+    let mut lines = Vec::new();
+    let mut events = Vec::new();
+    for raw in batch {
+        let produced = reader.feed(raw, now);
+        lines.extend(produced.lines);
+        events.extend(produced.event);
+    }
+    if !lines.is_empty() {
+        publisher
+            .send(Outgoing::Logs(LogBatch {
+                job_uuid: dispatch.job_uuid,
+                lines,
+            }))
+            .await;
+    }
+    if !events.is_empty() {
+        publisher
+            .send(Outgoing::Events(EventBatch {
+                job_uuid: dispatch.job_uuid,
+                events,
+            }))
+            .await;
+    }
+}

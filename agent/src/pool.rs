@@ -1,0 +1,220 @@
+//! The pool actor: pulls dispatches from the pool's work queue while it has a free slot,
+//! claims each from the coordinator, and starts a [`JobActor`] for every granted claim.
+//! It also announces the agent with heartbeats.
+
+use crate::bus;
+use crate::execute::Settings;
+use crate::job::JobActor;
+use actix::prelude::*;
+use async_nats::jetstream::{self, AckKind};
+use drover_shared::protocol::{Heartbeat, JobDispatch, Message as _, heartbeat_subject};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
+
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// A pull waits this long for a dispatch before asking again.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// How long a shutdown waits for killed jobs to report their final status.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+pub struct PoolActor {
+    pub settings: Arc<Settings>,
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub pool: String,
+    pub concurrency: u32,
+    pub labels: Vec<String>,
+    pub running: HashMap<Uuid, Addr<JobActor>>,
+    pub slots: Arc<Semaphore>,
+}
+
+impl Actor for PoolActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let puller = pull_loop(
+            ctx.address(),
+            self.client.clone(),
+            self.js.clone(),
+            self.pool.clone(),
+            self.settings.clone(),
+            self.slots.clone(),
+        );
+        actix::spawn(puller);
+        ctx.run_interval(HEARTBEAT_EVERY, |actor, _| actor.heartbeat());
+        self.heartbeat();
+    }
+}
+
+impl PoolActor {
+    fn heartbeat(&self) {
+        let beat = Heartbeat {
+            agent_id: self.settings.agent_id.clone(),
+            pool: self.pool.clone(),
+            capacity: self.concurrency,
+            running: self.running.keys().copied().collect(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            labels: self.labels.clone(),
+        };
+        let client = self.client.clone();
+        let subject = heartbeat_subject(&self.settings.agent_id);
+        actix::spawn(async move {
+            match beat.encode() {
+                Ok(bytes) => {
+                    if let Err(e) = client.publish(subject, bytes.into()).await {
+                        tracing::warn!(error = %e, "heartbeat not sent");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot encode heartbeat"),
+            }
+        });
+    }
+}
+
+/// A granted job, with the slot it occupies until its actor stops.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StartJob {
+    pub dispatch: JobDispatch,
+    pub slot: OwnedSemaphorePermit,
+}
+
+impl Handler<StartJob> for PoolActor {
+    type Result = ();
+
+    fn handle(&mut self, start: StartJob, ctx: &mut Self::Context) {
+        let job = start.dispatch.job_uuid;
+        let actor = JobActor {
+            dispatch: Some(start.dispatch),
+            settings: self.settings.clone(),
+            js: self.js.clone(),
+            pool: ctx.address(),
+            _slot: start.slot,
+        };
+        self.running.insert(job, actor.start());
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct JobDone(pub Uuid);
+
+impl Handler<JobDone> for PoolActor {
+    type Result = ();
+
+    fn handle(&mut self, JobDone(job): JobDone, _: &mut Self::Context) {
+        self.running.remove(&job);
+    }
+}
+
+/// Stops taking jobs, kills the running ones (they report `failed`), waits for their
+/// final status to be published, then stops the system.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Stop> for PoolActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        self.settings.stopping.store(true, Ordering::Relaxed);
+        self.slots.close();
+        let agent = self.settings.agent_id.clone();
+        let killed =
+            crate::runner::process::kill_marked(crate::runner::process::AGENT_MARKER, &agent);
+        tracing::info!(killed, running = self.running.len(), "agent stopping");
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        ctx.run_interval(Duration::from_millis(50), move |actor, _| {
+            if actor.running.is_empty() || tokio::time::Instant::now() > deadline {
+                System::current().stop();
+            }
+        });
+    }
+}
+
+async fn pull_loop(
+    pool_actor: Addr<PoolActor>,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    pool: String,
+    settings: Arc<Settings>,
+    slots: Arc<Semaphore>,
+) {
+    loop {
+        let consumer = match bus::pool_consumer(&js, &pool).await {
+            Ok(consumer) => consumer,
+            Err(e) => {
+                tracing::warn!(error = %e, "waiting for the dispatch queue");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        tracing::info!(%pool, "taking jobs");
+        loop {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return; // closed: the agent is stopping
+            };
+            let batch = consumer
+                .fetch()
+                .max_messages(1)
+                .expires(PULL_EXPIRES)
+                .messages()
+                .await;
+            let mut batch = match batch {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pull failed; reopening the consumer");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    break;
+                }
+            };
+            let Some(Ok(message)) = batch.next().await else {
+                continue;
+            };
+            take(&pool_actor, &client, &settings, message, slot).await;
+        }
+    }
+}
+
+/// Claims one dispatch and hands it to the pool actor if granted.
+async fn take(
+    pool_actor: &Addr<PoolActor>,
+    client: &async_nats::Client,
+    settings: &Settings,
+    message: jetstream::Message,
+    slot: OwnedSemaphorePermit,
+) {
+    let dispatch = match JobDispatch::decode(&message.payload) {
+        Ok(dispatch) => dispatch,
+        Err(e) => {
+            tracing::warn!(error = %e, "dispatch dropped");
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    let job = dispatch.job_uuid;
+    match bus::claim(client, job, &settings.agent_id).await {
+        Ok(reply) if reply.granted => {
+            if let Err(e) = message.double_ack().await {
+                tracing::warn!(%job, error = %e, "dispatch ack lost; the claim still holds");
+            }
+            tracing::info!(%job, id = dispatch.job_id, "claim granted");
+            pool_actor.do_send(StartJob { dispatch, slot });
+        }
+        Ok(reply) => {
+            tracing::info!(%job, reason = ?reply.reason, "claim refused; dispatch dropped");
+            let _ = message.ack_with(AckKind::Term).await;
+        }
+        Err(e) => {
+            tracing::warn!(%job, error = %e, "claim undecided; dispatch put back");
+            let _ = message
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
+        }
+    }
+}
