@@ -1,1 +1,78 @@
+//! Test harness: starts real processes on free loopback ports — nats-server with
+//! JetStream, the coordinator, agents and, where a test needs one, an sshd target — and
+//! stops them all when dropped.
 
+mod sshd;
+mod stack;
+
+pub use sshd::Sshd;
+pub use stack::{ADMIN_TOKEN, RequestBody, Stack, StackOptions};
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// Repository root (the workspace).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
+}
+
+/// The `.venv` that `scripts/setup` makes: nats-server, ansible-runner, ansible-playbook.
+pub fn venv_bin(name: &str) -> PathBuf {
+    let path = repo_root().join(".venv/bin").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/setup first",
+        path.display()
+    );
+    path
+}
+
+/// Directory of the drover binaries: `DROVER_BIN_DIR`, or release binaries built once
+/// per test run (so tests never run stale binaries).
+pub fn bin_dir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("DROVER_BIN_DIR") {
+            return PathBuf::from(dir);
+        }
+        let cargo = option_env!("CARGO").unwrap_or("cargo");
+        let status = std::process::Command::new(cargo)
+            .current_dir(repo_root())
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "-p",
+                "drover-coordinator",
+                "-p",
+                "drover-agent",
+            ])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the release binaries failed");
+        repo_root().join("target/release")
+    })
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough on a test machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Sends SIGTERM to a process (graceful stop).
+pub fn terminate(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
+
+/// The `ssh_key_path` (relative to the agents' key dir) of the key [`Sshd`] accepts.
+pub fn sshd_client_key() -> &'static str {
+    sshd::CLIENT_KEY
+}
