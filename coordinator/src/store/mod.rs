@@ -71,3 +71,6 @@ impl Store {
         self.writer.write(f).await
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,263 @@
+//! Store rules on a real redb file: claims granted once, ingest idempotent, a final
+//! status held until its lines are stored, reports from the wrong agent refused.
+
+use super::*;
+use chrono::Utc;
+use drover_shared::protocol::{LogBatch, LogLine, StatusChange};
+use drover_shared::{Connection, JobStatus, LogLevel};
+use uuid::Uuid;
+
+async fn store_with_job() -> (tempfile::TempDir, Store, JobRecord) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path()).expect("opens");
+    let user = store
+        .ensure_user_with_token("admin", Role::Admin, [7; 32])
+        .await
+        .expect("user");
+    let playbook = store
+        .create_playbook(NewPlaybook {
+            name: "p".into(),
+            description: String::new(),
+            content: "- hosts: all\n".into(),
+            timeout_secs: Some(60),
+        })
+        .await
+        .expect("playbook");
+    let server = store
+        .create_server(NewServer {
+            hostname: "h".into(),
+            ip_address: "127.0.0.1".into(),
+            ssh_port: 22,
+            ssh_user: "root".into(),
+            ssh_key_path: None,
+            pool: "default".into(),
+            connection: Connection::Local,
+            python_interpreter: None,
+        })
+        .await
+        .expect("server");
+    let (job, _, _) = store
+        .create_job(NewJob {
+            playbook_id: playbook.id,
+            server_id: server.id,
+            user_id: user.id,
+            extra_vars: serde_json::json!({}),
+            timeout_secs: None,
+            verbosity: 0,
+        })
+        .await
+        .expect("job");
+    (dir, store, job)
+}
+
+fn lines(job: Uuid, numbers: std::ops::RangeInclusive<u64>) -> Ingest {
+    Ingest::Logs(LogBatch {
+        job_uuid: job,
+        lines: numbers
+            .map(|n| LogLine {
+                line_number: n,
+                content: format!("line {n}"),
+                log_level: LogLevel::Info,
+                timestamp: Utc::now(),
+            })
+            .collect(),
+    })
+}
+
+fn status(job: Uuid, agent: &str, status: JobStatus, last_line: u64) -> Ingest {
+    Ingest::Status(StatusChange {
+        job_uuid: job,
+        agent_id: agent.into(),
+        status,
+        exit_code: status.is_finished().then_some(0),
+        last_line,
+        started_at: Some(Utc::now()),
+        completed_at: status.is_finished().then(Utc::now),
+        resource_usage: None,
+        error: None,
+    })
+}
+
+async fn job_now(store: &Store, job: &JobRecord) -> JobRecord {
+    store
+        .job_detail(JobFilter::Id(job.id))
+        .await
+        .expect("reads")
+        .expect("exists")
+        .job
+}
+
+#[tokio::test]
+async fn new_job_takes_the_playbook_timeout_and_is_pending() {
+    let (_dir, store, job) = store_with_job().await;
+    assert_eq!(job.status, JobStatus::Pending);
+    assert_eq!(job.timeout_secs, Some(60));
+    let pending = store.unclaimed_pending_jobs().await.expect("lists");
+    assert_eq!(pending.len(), 1);
+}
+
+#[tokio::test]
+async fn a_job_is_granted_to_one_agent_only() {
+    let (_dir, store, job) = store_with_job().await;
+    assert!(
+        store
+            .claim(job.uuid, "a".into())
+            .await
+            .expect("claims")
+            .granted
+    );
+    assert!(
+        store
+            .claim(job.uuid, "a".into())
+            .await
+            .expect("claims")
+            .granted,
+        "same agent again"
+    );
+    let refused = store.claim(job.uuid, "b".into()).await.expect("claims");
+    assert!(!refused.granted);
+    assert!(
+        refused
+            .reason
+            .unwrap_or_default()
+            .contains("claimed by agent a")
+    );
+    assert!(
+        !store
+            .claim(Uuid::new_v4(), "a".into())
+            .await
+            .expect("claims")
+            .granted
+    );
+    assert!(
+        store
+            .unclaimed_pending_jobs()
+            .await
+            .expect("lists")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn replayed_lines_are_stored_once() {
+    let (_dir, store, job) = store_with_job().await;
+    store.claim(job.uuid, "a".into()).await.expect("claims");
+    let outcomes = store
+        .ingest(vec![
+            lines(job.uuid, 1..=3),
+            lines(job.uuid, 1..=3),
+            lines(job.uuid, 3..=5),
+        ])
+        .await
+        .expect("ingests");
+    assert_eq!(
+        outcomes,
+        [
+            IngestOutcome::Applied,
+            IngestOutcome::Duplicate,
+            IngestOutcome::Applied
+        ]
+    );
+    let page = store.log_page(job.id, 0, 100).await.expect("page");
+    assert_eq!(page.total_lines, 5);
+    let numbers: Vec<u64> = page.lines.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, [1, 2, 3, 4, 5]);
+    assert_eq!(page.lines[4].1.content, "line 5");
+}
+
+#[tokio::test]
+async fn final_status_waits_for_its_lines() {
+    let (_dir, store, job) = store_with_job().await;
+    store.claim(job.uuid, "a".into()).await.expect("claims");
+    store
+        .ingest(vec![
+            status(job.uuid, "a", JobStatus::Running, 0),
+            lines(job.uuid, 1..=2),
+        ])
+        .await
+        .expect("ingests");
+    // The final status says 4 lines were published; only 2 are stored.
+    store
+        .ingest(vec![status(job.uuid, "a", JobStatus::Success, 4)])
+        .await
+        .expect("ingests");
+    assert_eq!(job_now(&store, &job).await.status, JobStatus::Running);
+    store
+        .ingest(vec![lines(job.uuid, 3..=4)])
+        .await
+        .expect("ingests");
+    let finished = job_now(&store, &job).await;
+    assert_eq!(finished.status, JobStatus::Success);
+    assert_eq!(finished.exit_code, Some(0));
+    assert_eq!(finished.total_lines, 4);
+}
+
+#[tokio::test]
+async fn reports_from_an_agent_without_the_claim_are_refused() {
+    let (_dir, store, job) = store_with_job().await;
+    store.claim(job.uuid, "a".into()).await.expect("claims");
+    let outcomes = store
+        .ingest(vec![status(job.uuid, "intruder", JobStatus::Failed, 0)])
+        .await
+        .expect("ingests");
+    assert!(matches!(&outcomes[0], IngestOutcome::Rejected(r) if r.contains("intruder")));
+    assert_eq!(job_now(&store, &job).await.status, JobStatus::Pending);
+}
+
+#[tokio::test]
+async fn finished_jobs_do_not_change_or_grow() {
+    let (_dir, store, job) = store_with_job().await;
+    store.claim(job.uuid, "a".into()).await.expect("claims");
+    store
+        .ingest(vec![
+            lines(job.uuid, 1..=1),
+            status(job.uuid, "a", JobStatus::Success, 1),
+        ])
+        .await
+        .expect("ingests");
+    let outcomes = store
+        .ingest(vec![
+            status(job.uuid, "a", JobStatus::Failed, 1),
+            status(job.uuid, "a", JobStatus::Running, 0),
+            lines(job.uuid, 2..=2),
+            lines(Uuid::new_v4(), 1..=1),
+        ])
+        .await
+        .expect("ingests");
+    assert!(matches!(outcomes[0], IngestOutcome::Rejected(_)));
+    assert_eq!(outcomes[1], IngestOutcome::Duplicate);
+    assert!(matches!(outcomes[2], IngestOutcome::Rejected(_)));
+    assert!(matches!(outcomes[3], IngestOutcome::Rejected(_)));
+    let now = job_now(&store, &job).await;
+    assert_eq!(now.status, JobStatus::Success);
+    assert_eq!(now.total_lines, 1);
+}
+
+#[tokio::test]
+async fn the_store_survives_a_reopen() {
+    let (dir, store, job) = store_with_job().await;
+    store.claim(job.uuid, "a".into()).await.expect("claims");
+    store
+        .ingest(vec![lines(job.uuid, 1..=3)])
+        .await
+        .expect("ingests");
+    drop(store);
+    // The writer thread lets go of the file once it has drained its queue.
+    let mut reopened = Store::open(dir.path());
+    for _ in 0..100 {
+        if reopened.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        reopened = Store::open(dir.path());
+    }
+    let reopened = reopened.expect("reopens");
+    let page = reopened.log_page(job.id, 0, 10).await.expect("page");
+    assert_eq!(page.total_lines, 3);
+    let again = reopened
+        .job_detail(JobFilter::Uuid(job.uuid))
+        .await
+        .expect("reads")
+        .expect("exists");
+    assert_eq!(again.job.agent_id.as_deref(), Some("a"));
+}
