@@ -39,7 +39,22 @@ pub fn bin_dir() -> &'static PathBuf {
             return PathBuf::from(dir);
         }
         let cargo = option_env!("CARGO").unwrap_or("cargo");
-        let status = std::process::Command::new(cargo)
+        let mut build = std::process::Command::new(cargo);
+        // Cargo describes the test crate in these; passed on, they make build scripts
+        // (ring's) think their environment changed and rebuild the TLS stack each time.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy().into_owned();
+            if name == "CARGO_MANIFEST_DIR"
+                || name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || name == "CARGO_CRATE_NAME"
+                || name == "CARGO_PRIMARY_PACKAGE"
+                || name == "CARGO_TARGET_TMPDIR"
+            {
+                build.env_remove(name);
+            }
+        }
+        let status = build
             .current_dir(repo_root())
             .args([
                 "build",
