@@ -16,8 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Most lines in one published batch.
+/// Most raw output lines read before publishing what they produced.
 const MAX_BATCH_LINES: usize = 1000;
+/// Most content bytes in one published log batch: NATS refuses payloads over 1 MiB.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// After ansible-runner exits, how long stragglers may keep its pipes open.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
@@ -64,6 +66,7 @@ pub async fn execute(dispatch: JobDispatch, settings: Arc<Settings>, js: jetstre
     change.completed_at = Some(Utc::now());
     change.resource_usage = finish.usage;
     change.error = finish.error;
+    change.host_recap = reader.host_recap().to_vec();
     publisher.send(Outgoing::Status(change)).await;
     drop(publisher);
     if published.await.is_err() {
@@ -71,6 +74,14 @@ pub async fn execute(dispatch: JobDispatch, settings: Arc<Settings>, js: jetstre
     }
     if !settings.keep_work_dirs {
         let _ = tokio::fs::remove_dir_all(&dir).await;
+    }
+}
+
+impl Settings {
+    /// Marks every process this agent process starts: the id alone could be shared by
+    /// two agents on one host (or by test stacks), the pid cannot.
+    pub fn process_marker(&self) -> String {
+        format!("{}:{}", self.agent_id, std::process::id())
     }
 }
 
@@ -90,6 +101,7 @@ fn status_change(
         completed_at: None,
         resource_usage: None,
         error: None,
+        host_recap: Vec::new(),
     }
 }
 
@@ -260,11 +272,28 @@ async fn publish_output(
         lines.extend(produced.lines);
         events.extend(produced.event);
     }
-    if !lines.is_empty() {
+    // One ansible event can print tens of thousands of lines: split by size.
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for line in lines {
+        if !batch.is_empty() && bytes + line.content.len() > MAX_BATCH_BYTES {
+            let full = std::mem::take(&mut batch);
+            bytes = 0;
+            publisher
+                .send(Outgoing::Logs(LogBatch {
+                    job_uuid: dispatch.job_uuid,
+                    lines: full,
+                }))
+                .await;
+        }
+        bytes += line.content.len() + 64;
+        batch.push(line);
+    }
+    if !batch.is_empty() {
         publisher
             .send(Outgoing::Logs(LogBatch {
                 job_uuid: dispatch.job_uuid,
-                lines,
+                lines: batch,
             }))
             .await;
     }

@@ -4,6 +4,7 @@
 //! tasks reorders them). While the bus is down the task retries, and the bounded queue
 //! makes the job wait rather than drop anything.
 
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::{self, message::PublishMessage};
 use drover_shared::protocol::{EventBatch, LogBatch, StatusChange};
 use drover_shared::protocol::{Message, events_subject, logs_subject, status_subject};
@@ -95,6 +96,11 @@ async fn publish_until_stored(
                     tracing::warn!(%subject, error = %e, "publish not acknowledged; retrying")
                 }
             },
+            Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                // Retrying cannot help; batches are sized to stay far below the limit.
+                tracing::error!(%subject, error = %e, "message dropped: too large for NATS");
+                return;
+            }
             Err(e) => tracing::warn!(%subject, error = %e, "publish failed; retrying"),
         }
         tokio::time::sleep(RETRY_DELAY).await;

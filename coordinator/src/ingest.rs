@@ -3,6 +3,7 @@
 //! then acknowledged. A crash between the two re-delivers the chunk, and storing it
 //! again changes nothing (lines are keyed by job and line number).
 
+use crate::hub::Hub;
 use crate::shutdown::Shutdown;
 use crate::store::{Ingest, IngestOutcome, Store};
 use async_nats::jetstream::{self, AckKind, consumer::pull};
@@ -10,6 +11,7 @@ use drover_shared::protocol::{
     EventBatch, JOBS_STREAM, JobSubjectKind, LogBatch, Message, StatusChange, parse_job_subject,
 };
 use futures::StreamExt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Durable consumer name: the coordinator's place in the stream survives its restarts.
@@ -19,10 +21,10 @@ const CHUNK: usize = 512;
 /// Unacknowledged messages JetStream lets us hold; bounds memory under a flood.
 const MAX_ACK_PENDING: i64 = 8192;
 
-pub async fn run(js: jetstream::Context, store: Store, mut shutdown: Shutdown) {
+pub async fn run(js: jetstream::Context, store: Store, hub: Arc<Hub>, mut shutdown: Shutdown) {
     loop {
         tokio::select! {
-            result = consume(&js, &store) => {
+            result = consume(&js, &store, &hub) => {
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "ingest interrupted; resuming in 1 s");
                 }
@@ -36,7 +38,7 @@ pub async fn run(js: jetstream::Context, store: Store, mut shutdown: Shutdown) {
     }
 }
 
-async fn consume(js: &jetstream::Context, store: &Store) -> Result<(), String> {
+async fn consume(js: &jetstream::Context, store: &Store, hub: &Hub) -> Result<(), String> {
     let stream = js
         .get_stream(JOBS_STREAM)
         .await
@@ -71,8 +73,10 @@ async fn consume(js: &jetstream::Context, store: &Store) -> Result<(), String> {
             continue;
         };
         let decoded: Vec<Ingest> = messages.iter().filter_map(decode).collect();
-        let outcomes = store.ingest(decoded).await.map_err(|e| e.to_string())?;
-        for outcome in outcomes {
+        let ingested = store.ingest(decoded).await.map_err(|e| e.to_string())?;
+        // Stored: now live watchers may read it.
+        hub.publish(&ingested.progress);
+        for outcome in ingested.outcomes {
             if let IngestOutcome::Rejected(reason) = outcome {
                 tracing::warn!(%reason, "rejected a message from an agent");
             }

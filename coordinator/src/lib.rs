@@ -5,8 +5,9 @@
 //! pool's JetStream work queue ([`dispatch`]); an agent that pulls one asks for it on
 //! `drover.coord.claim` ([`claims`]) and is granted it once. Agents then publish log
 //! batches, events and status changes, which [`ingest`] reads from the `DROVER_JOBS`
-//! stream, stores, and acknowledges only after the commit. Readers (the API) see the
-//! store through snapshots and never wait for the writer.
+//! stream, stores, and acknowledges only after the commit; then the [`hub`] wakes live
+//! watchers, which [`follow`] a job by reading the store (SSE, WebSocket). Readers see
+//! the store through snapshots and never wait for the writer.
 
 pub mod api;
 pub mod bus;
@@ -14,6 +15,8 @@ pub mod claims;
 pub mod config;
 pub mod dispatch;
 pub mod error;
+pub mod follow;
+pub mod hub;
 pub mod ingest;
 pub mod shutdown;
 pub mod store;
@@ -44,6 +47,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
         store: store.clone(),
         js: js.clone(),
         undispatched: Arc::default(),
+        hub: Arc::default(),
     };
     let republished = dispatch::republish_pending(&store, &js).await?;
     if republished > 0 {
@@ -54,7 +58,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
         store.clone(),
         shutdown.clone(),
     ));
-    tokio::spawn(ingest::run(js.clone(), store.clone(), shutdown.clone()));
+    tokio::spawn(ingest::run(
+        js.clone(),
+        store.clone(),
+        state.hub.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(dispatch::redispatch_loop(state.clone(), shutdown.clone()));
 
     let address = listener.local_addr().map_err(|source| Error::Io {

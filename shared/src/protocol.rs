@@ -249,6 +249,22 @@ pub struct StatusChange {
     pub completed_at: Option<DateTime<Utc>>,
     pub resource_usage: Option<ResourceUsage>,
     pub error: Option<String>,
+    /// Per-host recap from `playbook_on_stats`, on the final status.
+    #[serde(default)]
+    pub host_recap: Vec<HostRecap>,
+}
+
+/// One host's line of the play recap.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HostRecap {
+    pub host: String,
+    pub ok: u64,
+    pub changed: u64,
+    pub failed: u64,
+    pub unreachable: u64,
+    pub skipped: u64,
+    pub rescued: u64,
+    pub ignored: u64,
 }
 
 impl Message for StatusChange {
@@ -381,6 +397,12 @@ mod tests {
                 max_rss_kb: 65_536,
             }),
             error: Some("task failed".into()),
+            host_recap: vec![HostRecap {
+                host: "web-01".into(),
+                ok: 3,
+                failed: 1,
+                ..HostRecap::default()
+            }],
         });
     }
 

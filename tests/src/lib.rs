@@ -4,6 +4,7 @@
 
 mod sshd;
 mod stack;
+pub mod watchers;
 
 pub use sshd::Sshd;
 pub use stack::{ADMIN_TOKEN, RequestBody, Stack, StackOptions};
@@ -64,6 +65,7 @@ pub fn bin_dir() -> &'static PathBuf {
                 "drover-coordinator",
                 "-p",
                 "drover-agent",
+                "--bins",
             ])
             .status()
             .expect("cargo runs");

@@ -96,6 +96,17 @@ impl Stack {
         stack
     }
 
+    /// Resident memory of the coordinator process, in KiB.
+    pub fn coordinator_rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.coordinator.id()))
+            .expect("coordinator is running");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS in /proc status")
+    }
+
     pub fn key_dir(&self) -> PathBuf {
         self.dir.path().join("keys")
     }
@@ -106,7 +117,13 @@ impl Stack {
         let agent = Command::new(bin_dir().join("drover-agent"))
             .args(["--nats-url", &self.nats_url, "--pool", pool])
             .args(["--concurrency", &concurrency.to_string()])
-            .args(["--agent-id", &format!("agent-{index}")])
+            .args([
+                "--agent-id",
+                &format!(
+                    "agent-{index}-{}",
+                    self.nats_url.rsplit(':').next().unwrap_or("0")
+                ),
+            ])
             .arg("--work-dir")
             .arg(self.dir.path().join(format!("work-{index}")))
             .arg("--key-dir")

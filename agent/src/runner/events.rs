@@ -4,10 +4,14 @@
 
 use chrono::{DateTime, Utc};
 use drover_shared::classify::output_lines;
-use drover_shared::protocol::{JobEvent, LogLine};
+use drover_shared::protocol::{HostRecap, JobEvent, LogLine};
 use drover_shared::{LogLevel, RunOutcome, Termination, classify};
 use serde::Deserialize;
 use std::collections::HashMap;
+
+/// Longest stored line; longer ones (a huge registered variable) are cut with a note,
+/// so one line can never exceed a NATS message.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
 #[derive(Deserialize)]
 struct RawEvent {
@@ -33,6 +37,12 @@ struct EventData {
     failures: Option<HashMap<String, u64>>,
     /// `playbook_on_stats`: unreachable count per host.
     dark: Option<HashMap<String, u64>>,
+    ok: Option<HashMap<String, u64>>,
+    changed: Option<HashMap<String, u64>>,
+    skipped: Option<HashMap<String, u64>>,
+    rescued: Option<HashMap<String, u64>>,
+    ignored: Option<HashMap<String, u64>>,
+    processed: Option<HashMap<String, u64>>,
 }
 
 /// What one line of runner output produced.
@@ -50,9 +60,15 @@ pub struct EventReader {
     hosts_failed: u32,
     hosts_unreachable: u32,
     first_error: Option<String>,
+    host_recap: Vec<HostRecap>,
 }
 
 impl EventReader {
+    /// The play recap per host, once `playbook_on_stats` has been read.
+    pub fn host_recap(&self) -> &[HostRecap] {
+        &self.host_recap
+    }
+
     pub fn last_line(&self) -> u64 {
         self.last_line
     }
@@ -84,6 +100,7 @@ impl EventReader {
             "playbook_on_stats" => {
                 self.hosts_failed = count_hosts(raw.event_data.failures.as_ref());
                 self.hosts_unreachable = count_hosts(raw.event_data.dark.as_ref());
+                self.host_recap = recap(&raw.event_data);
             }
             _ => {}
         }
@@ -126,7 +143,7 @@ impl EventReader {
                 }
                 LogLine {
                     line_number: self.last_line,
-                    content: content.to_owned(),
+                    content: capped(content),
                     log_level,
                     timestamp: at,
                 }
@@ -143,6 +160,63 @@ impl EventReader {
             hosts_unreachable: self.hosts_unreachable,
         }
     }
+}
+
+/// The line itself, or its first [`MAX_LINE_BYTES`] with a note of what was cut.
+fn capped(content: &str) -> String {
+    if content.len() <= MAX_LINE_BYTES {
+        return content.to_owned();
+    }
+    let mut end = MAX_LINE_BYTES;
+    while !content.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{} [... {} bytes cut by drover]",
+        &content[..end],
+        content.len() - end
+    )
+}
+
+/// Every host named in any of the stats' counters, sorted by name.
+fn recap(stats: &EventData) -> Vec<HostRecap> {
+    let counters = [
+        &stats.ok,
+        &stats.changed,
+        &stats.failures,
+        &stats.dark,
+        &stats.skipped,
+        &stats.rescued,
+        &stats.ignored,
+        &stats.processed,
+    ];
+    let mut hosts: Vec<&String> = counters
+        .iter()
+        .filter_map(|counter| counter.as_ref())
+        .flat_map(|counter| counter.keys())
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    let count = |counter: &Option<HashMap<String, u64>>, host: &str| {
+        counter
+            .as_ref()
+            .and_then(|c| c.get(host))
+            .copied()
+            .unwrap_or(0)
+    };
+    hosts
+        .into_iter()
+        .map(|host| HostRecap {
+            host: host.clone(),
+            ok: count(&stats.ok, host),
+            changed: count(&stats.changed, host),
+            failed: count(&stats.failures, host),
+            unreachable: count(&stats.dark, host),
+            skipped: count(&stats.skipped, host),
+            rescued: count(&stats.rescued, host),
+            ignored: count(&stats.ignored, host),
+        })
+        .collect()
 }
 
 fn count_hosts(per_host: Option<&HashMap<String, u64>>) -> u32 {
@@ -163,7 +237,7 @@ mod tests {
 {"uuid": "f", "counter": 8, "stdout": "changed: [web-server-01]", "event": "runner_on_ok", "event_data": {"host": "web-server-01", "task": "Install Nginx", "res": {"changed": true}}}
 {"uuid": "g", "counter": 9, "stdout": "\r\nTASK [Start Nginx service] *****************************************************", "event": "playbook_on_task_start", "event_data": {"task": "Start Nginx service"}}
 {"uuid": "h", "counter": 11, "stdout": "[ERROR]: Task failed: Action failed: Service not found\r\nOrigin: /tmp/pb.yml:8:7\r\n\r\nfatal: [web-server-01]: FAILED! => {\"changed\": false, \"msg\": \"Service not found\"}", "event": "runner_on_failed", "event_data": {"host": "web-server-01", "task": "Start Nginx service", "ignore_errors": null, "res": {"changed": false}}}
-{"uuid": "i", "counter": 12, "stdout": "\r\nPLAY RECAP *********************************************************************\r\nweb-server-01              : ok=2    changed=1    unreachable=0    failed=1    skipped=0    rescued=0    ignored=0   ", "event": "playbook_on_stats", "event_data": {"failures": {"web-server-01": 1}, "dark": {}}}
+{"uuid": "i", "counter": 12, "stdout": "\r\nPLAY RECAP *********************************************************************\r\nweb-server-01              : ok=2    changed=1    unreachable=0    failed=1    skipped=0    rescued=0    ignored=0   ", "event": "playbook_on_stats", "event_data": {"ok": {"web-server-01": 2}, "changed": {"web-server-01": 1}, "failures": {"web-server-01": 1}, "dark": {}, "skipped": {}, "processed": {"web-server-01": 1}}}
 "#;
 
     fn read_all(output: &str) -> (EventReader, Vec<LogLine>, Vec<JobEvent>) {
@@ -211,6 +285,16 @@ mod tests {
             Some("[ERROR]: Task failed: Action failed: Service not found")
         );
         assert_eq!(exit_code(&reader.outcome(Termination::Exited(2))), 1);
+        assert_eq!(
+            reader.host_recap(),
+            [HostRecap {
+                host: "web-server-01".into(),
+                ok: 2,
+                changed: 1,
+                failed: 1,
+                ..HostRecap::default()
+            }]
+        );
     }
 
     #[test]
@@ -221,6 +305,22 @@ mod tests {
         assert_eq!(lines[0].log_level, LogLevel::Error);
         assert!(events.is_empty());
         assert_eq!(exit_code(&reader.outcome(Termination::Exited(4))), 2);
+    }
+
+    #[test]
+    fn huge_lines_are_cut_with_a_note() {
+        let huge = format!(
+            "{{\"counter\": 1, \"event\": \"runner_on_ok\", \"stdout\": \"{}\"}}",
+            "é".repeat(MAX_LINE_BYTES)
+        );
+        let (_, lines, _) = read_all(&huge);
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].content.len() < MAX_LINE_BYTES + 64);
+        assert!(
+            lines[0]
+                .content
+                .ends_with(&format!("[... {} bytes cut by drover]", MAX_LINE_BYTES))
+        );
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! what the route needs.
 
 use crate::error::Error;
-use crate::store::{Role, Store, UserRecord};
+pub use crate::store::Role;
+use crate::store::{Store, UserRecord};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 
 pub fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
@@ -34,6 +36,20 @@ pub async fn authorize(
         ));
     }
     Ok(user)
+}
+
+/// Like [`authorize`], but also accepts `?token=` for clients that cannot set headers
+/// (a browser's EventSource and WebSocket).
+pub async fn authorize_request(
+    store: &Store,
+    header: Option<&str>,
+    query: &HashMap<String, String>,
+    needed: Role,
+) -> Result<UserRecord, Error> {
+    match (header, query.get("token")) {
+        (None, Some(token)) => authorize(store, Some(&format!("Bearer {token}")), needed).await,
+        _ => authorize(store, header, needed).await,
+    }
 }
 
 #[cfg(test)]

@@ -4,10 +4,10 @@ use super::AppState;
 use super::auth::authorize;
 use super::body;
 use super::reply::respond;
-use super::views::{JobView, LogPageView};
+use super::views::{EventView, JobView, LogPageView};
 use crate::dispatch;
 use crate::error::Error;
-use crate::store::{JobDetail, JobFilter, NewJob, Role};
+use crate::store::{JobDetail, JobFilter, JobProgress, NewJob, Role};
 use crate::validate;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -72,6 +72,7 @@ pub async fn create(state: AppState, auth: Option<String>, raw: Bytes) -> Respon
                 }
                 other => other,
             })?;
+        state.hub.publish(&[JobProgress::of(&job, true)]);
         // The job is durable now; if the bus is down the redispatcher retries it.
         if let Err(e) = dispatch::publish(&state.js, &job, &playbook, &server).await {
             tracing::warn!(job = job.id, error = %e, "dispatch deferred");
@@ -98,7 +99,7 @@ pub fn parse_job_ref(raw: &str) -> Result<JobFilter, Error> {
         .map_err(|_| Error::not_found("job", raw))
 }
 
-async fn find(state: &AppState, raw: &str) -> Result<JobDetail, Error> {
+pub(super) async fn find(state: &AppState, raw: &str) -> Result<JobDetail, Error> {
     state
         .store
         .job_detail(parse_job_ref(raw)?)
@@ -141,11 +142,61 @@ pub async fn logs(
     respond(StatusCode::OK, result)
 }
 
-fn query_number(query: &HashMap<String, String>, name: &str, default: u64) -> Result<u64, Error> {
+pub(super) fn query_number(
+    query: &HashMap<String, String>,
+    name: &str,
+    default: u64,
+) -> Result<u64, Error> {
     match query.get(name) {
         None => Ok(default),
         Some(raw) => raw.parse().map_err(|_| {
             Error::BadRequest(format!("{name} '{raw}' is not a non-negative integer"))
         }),
     }
+}
+
+/// `GET /jobs/{id}/events?after_counter=N&limit=M`: ansible-runner events, oldest first.
+pub async fn events(
+    state: AppState,
+    id: String,
+    auth: Option<String>,
+    query: HashMap<String, String>,
+) -> Response {
+    let result = async {
+        authorize(&state.store, auth.as_deref(), Role::Viewer).await?;
+        let after = query_number(&query, "after_counter", 0)?;
+        let limit = query_number(&query, "limit", DEFAULT_LOG_LIMIT as u64)?;
+        if limit == 0 || limit > MAX_LOG_LIMIT as u64 {
+            return Err(Error::Invalid(format!(
+                "limit {limit} is out of range; use 1 to {MAX_LOG_LIMIT}"
+            )));
+        }
+        let job = find(&state, &id).await?.job;
+        let (events, has_more) = state
+            .store
+            .event_page(job.id, after, limit as usize)
+            .await?;
+        let events: Vec<EventView> = events.into_iter().map(EventView::from).collect();
+        Ok(serde_json::json!({
+            "job_id": job.id,
+            "events": events,
+            "returned_events": events.len(),
+            "has_more": has_more,
+        }))
+    }
+    .await;
+    respond(StatusCode::OK, result)
+}
+
+/// `GET /jobs/{id}/hosts`: the per-host recap of the run.
+pub async fn hosts(state: AppState, id: String, auth: Option<String>) -> Response {
+    let result = async {
+        authorize(&state.store, auth.as_deref(), Role::Viewer).await?;
+        let job = find(&state, &id).await?.job;
+        Ok::<_, Error>(
+            serde_json::json!({"job_id": job.id, "status": job.status, "hosts": job.host_recap}),
+        )
+    }
+    .await;
+    respond(StatusCode::OK, result)
 }

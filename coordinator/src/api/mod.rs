@@ -7,11 +7,14 @@ mod body;
 mod catalog;
 mod jobs;
 mod reply;
+mod stream;
 mod views;
+mod ws;
 
 pub use auth::hash_token;
 
 use crate::error::Error;
+use crate::hub::Hub;
 use crate::store::Store;
 use async_nats::jetstream;
 use dashmap::DashSet;
@@ -30,6 +33,8 @@ pub struct AppState {
     pub js: jetstream::Context,
     /// Jobs stored but not yet on the bus (it was down); the redispatcher retries them.
     pub undispatched: Arc<DashSet<u64>>,
+    /// Wakes live watchers after each ingest commit.
+    pub hub: Arc<Hub>,
 }
 
 pub fn routes(
@@ -59,6 +64,31 @@ pub fn routes(
         .and(auth)
         .and(warp::query::<HashMap<String, String>>())
         .then(|id, state, auth, query| jobs::logs(state, id, auth, query));
+    let query = || warp::query::<HashMap<String, String>>();
+    let stream_logs = warp::path!("jobs" / String / "logs" / "stream")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(auth)
+        .and(warp::header::optional::<String>("last-event-id"))
+        .and(query())
+        .then(|id, state, auth, last, query| stream::logs(state, id, auth, last, query));
+    let job_events = warp::path!("jobs" / String / "events")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(auth)
+        .and(query())
+        .then(|id, state, auth, query| jobs::events(state, id, auth, query));
+    let job_hosts = warp::path!("jobs" / String / "hosts")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(auth)
+        .then(|id, state, auth| jobs::hosts(state, id, auth));
+    let websocket = warp::path!("ws")
+        .and(with_state.clone())
+        .and(warp::ws())
+        .and(auth)
+        .and(query())
+        .then(ws::upgrade);
     let create_playbook = warp::path!("playbooks")
         .and(warp::post())
         .and(with_state.clone())
@@ -78,6 +108,14 @@ pub fn routes(
         .or(get_job)
         .unify()
         .or(job_logs)
+        .unify()
+        .or(stream_logs)
+        .unify()
+        .or(job_events)
+        .unify()
+        .or(job_hosts)
+        .unify()
+        .or(websocket)
         .unify()
         .or(create_playbook)
         .unify()

@@ -51,6 +51,8 @@ pub struct JobView {
     pub artifacts_path: Option<String>,
     pub resource_usage: Option<ResourceUsage>,
     pub error: Option<String>,
+    /// Hosts that failed or were unreachable, from the recap.
+    pub failed_hosts: Vec<String>,
     pub agent_id: Option<String>,
     pub total_lines: u64,
     pub timeout: Option<u64>,
@@ -90,6 +92,12 @@ impl From<JobDetail> for JobView {
             artifacts_path: job.artifacts_path,
             resource_usage: job.resource_usage,
             error: job.error,
+            failed_hosts: job
+                .host_recap
+                .iter()
+                .filter(|h| h.failed > 0 || h.unreachable > 0)
+                .map(|h| h.host.clone())
+                .collect(),
             agent_id: job.agent_id,
             total_lines: job.total_lines,
             timeout: job.timeout_secs,
@@ -195,6 +203,33 @@ impl From<ServerRecord> for ServerView {
             python_interpreter: s.python_interpreter,
             created_at: timestamp(s.created_at),
             updated_at: timestamp(s.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct EventView {
+    pub counter: u64,
+    pub event: String,
+    pub host: Option<String>,
+    pub task: Option<String>,
+    pub changed: bool,
+    pub failed: bool,
+    pub duration: Option<f64>,
+    pub created: String,
+}
+
+impl From<drover_shared::protocol::JobEvent> for EventView {
+    fn from(e: drover_shared::protocol::JobEvent) -> EventView {
+        EventView {
+            counter: e.counter,
+            event: e.event,
+            host: e.host,
+            task: e.task,
+            changed: e.changed,
+            failed: e.failed,
+            duration: e.duration_secs,
+            created: timestamp(e.created),
         }
     }
 }

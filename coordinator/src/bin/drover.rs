@@ -92,6 +92,10 @@ enum Command {
         /// Start after this line.
         #[arg(long, default_value_t = 0)]
         after_line: u64,
+        /// Follow the job straight from NATS (replaying the DROVER_JOBS stream from its
+        /// first line) instead of the HTTP API. An integer job id is resolved over HTTP.
+        #[arg(long)]
+        nats: Option<String>,
     },
 }
 
@@ -221,13 +225,23 @@ async fn run(api: &Api, command: Command) -> anyhow::Result<i32> {
             );
             return tail(api, &job["id"].to_string(), 0).await;
         }
-        Command::Tail { job, after_line } => return tail(api, &job, after_line).await,
+        Command::Tail {
+            job,
+            after_line,
+            nats: None,
+        } => return tail(api, &job, after_line).await,
+        Command::Tail {
+            job,
+            after_line,
+            nats: Some(url),
+        } => return tail_nats(api, &url, &job, after_line).await,
     }
     Ok(0)
 }
 
 /// Prints lines as they are stored until the job is finished and every line is printed.
 async fn tail(api: &Api, job: &str, mut after: u64) -> anyhow::Result<i32> {
+    // SSE would push; polling keeps the CLI a plain HTTP client, 200 ms behind at most.
     let colour = std::io::stdout().is_terminal();
     let mut out = std::io::stdout().lock();
     loop {
@@ -253,21 +267,122 @@ async fn tail(api: &Api, job: &str, mut after: u64) -> anyhow::Result<i32> {
         out.flush()?;
         if finished {
             let code = detail["exit_code"].as_i64().unwrap_or(1) as i32;
-            let duration = detail["duration"].as_f64().unwrap_or(0.0);
-            let error = detail["error"]
-                .as_str()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default();
-            writeln!(
-                out,
-                "job {} {}: exit code {code}, {duration:.2} s{error}",
-                detail["id"],
+            print_summary(
+                &mut out,
+                detail["job_id"].as_str().unwrap_or("?"),
                 detail["status"].as_str().unwrap_or("?"),
+                code,
+                detail["duration"].as_f64().unwrap_or(0.0),
+                detail["error"].as_str(),
             )?;
             return Ok(code);
         }
         tokio::time::sleep(POLL_EVERY).await;
     }
+}
+
+fn print_summary(
+    out: &mut impl Write,
+    uuid: &str,
+    status: &str,
+    code: i32,
+    duration: f64,
+    error: Option<&str>,
+) -> std::io::Result<()> {
+    let error = error.map(|e| format!(" ({e})")).unwrap_or_default();
+    writeln!(
+        out,
+        "job {uuid} {status}: exit code {code}, {duration:.2} s{error}"
+    )
+}
+
+/// Replays a job's logs and status from the `DROVER_JOBS` stream, then follows it live,
+/// printing each line once, in order; exits with the job's exit code.
+async fn tail_nats(api: &Api, url: &str, job: &str, mut after: u64) -> anyhow::Result<i32> {
+    use async_nats::jetstream::{self, consumer};
+    use drover_shared::JobStatus;
+    use drover_shared::protocol::{self, JobSubjectKind, LogBatch, Message, StatusChange};
+    use futures::StreamExt;
+
+    let uuid = match uuid::Uuid::parse_str(job) {
+        Ok(uuid) => uuid,
+        Err(_) => {
+            let detail = api.get(&format!("/jobs/{job}")).await?;
+            uuid::Uuid::parse_str(detail["job_id"].as_str().unwrap_or(""))
+                .context("the coordinator returned no job uuid")?
+        }
+    };
+    let client = async_nats::connect(url)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {url}"))?;
+    let js = jetstream::new(client);
+    let stream = js
+        .get_stream(protocol::JOBS_STREAM)
+        .await
+        .with_context(|| format!("stream {} not found", protocol::JOBS_STREAM))?;
+    let ordered = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subjects: vec![protocol::logs_subject(uuid), protocol::status_subject(uuid)],
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .context("cannot replay the job's subjects")?;
+    let mut messages = ordered.messages().await?;
+    let colour = std::io::stdout().is_terminal();
+    let mut out = std::io::stdout().lock();
+    let mut finished: Option<StatusChange> = None;
+    while let Some(message) = messages.next().await {
+        let message = message?;
+        match protocol::parse_job_subject(&message.subject) {
+            Some((_, JobSubjectKind::Logs)) => {
+                let batch = LogBatch::decode(&message.payload)?;
+                for line in batch.lines {
+                    // Redelivered or replayed batches repeat lines: print each once.
+                    if line.line_number <= after {
+                        continue;
+                    }
+                    after = line.line_number;
+                    let line = serde_json::json!({
+                        "line_number": line.line_number,
+                        "log_level": line.log_level,
+                        "content": line.content,
+                    });
+                    print_line(&mut out, &line, colour)?;
+                }
+                out.flush()?;
+            }
+            Some((_, JobSubjectKind::Status)) => {
+                let change = StatusChange::decode(&message.payload)?;
+                if change.status.is_finished() {
+                    finished = Some(change);
+                }
+            }
+            _ => {}
+        }
+        if let Some(change) = finished.as_ref().filter(|c| after >= c.last_line) {
+            let code = change.exit_code.unwrap_or(1);
+            let duration = match (change.started_at, change.completed_at) {
+                (Some(start), Some(end)) => (end - start).num_milliseconds() as f64 / 1000.0,
+                _ => 0.0,
+            };
+            let status = match change.status {
+                JobStatus::Success => "success",
+                JobStatus::Failed => "failed",
+                _ => "cancelled",
+            };
+            print_summary(
+                &mut out,
+                &uuid.to_string(),
+                status,
+                code,
+                duration,
+                change.error.as_deref(),
+            )?;
+            return Ok(code);
+        }
+    }
+    bail!("the NATS subscription ended before job {uuid} finished")
 }
 
 fn print_line(out: &mut impl Write, line: &Value, colour: bool) -> std::io::Result<()> {

@@ -11,7 +11,7 @@ use super::tables::{
 use crate::error::Error;
 use chrono::Utc;
 use drover_shared::JobStatus;
-use drover_shared::protocol::{ClaimReply, EventBatch, LogBatch, StatusChange};
+use drover_shared::protocol::{ClaimReply, EventBatch, JobEvent, LogBatch, StatusChange};
 use redb::{ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
@@ -47,6 +47,41 @@ pub struct LogPage {
     pub job_id: u64,
     pub lines: Vec<(u64, LogRecord)>,
     pub total_lines: u64,
+    /// The job's status in the same snapshot as the lines.
+    pub status: JobStatus,
+    pub exit_code: Option<i32>,
+}
+
+/// Where a job stands after an ingest commit: what live watchers are told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobProgress {
+    pub job_id: u64,
+    pub job_uuid: Uuid,
+    pub status: JobStatus,
+    pub exit_code: Option<i32>,
+    pub total_lines: u64,
+    /// The status differs from the one before the commit.
+    pub status_changed: bool,
+}
+
+impl JobProgress {
+    pub fn of(job: &JobRecord, status_changed: bool) -> JobProgress {
+        JobProgress {
+            job_id: job.id,
+            job_uuid: job.uuid,
+            status: job.status,
+            exit_code: job.exit_code,
+            total_lines: job.total_lines,
+            status_changed,
+        }
+    }
+}
+
+/// What one ingest commit did: an outcome per message, and the jobs it touched.
+#[derive(Debug, Clone)]
+pub struct Ingested {
+    pub outcomes: Vec<IngestOutcome>,
+    pub progress: Vec<JobProgress>,
 }
 
 /// What ingest did with one message from an agent.
@@ -91,6 +126,7 @@ impl Store {
                 error: None,
                 total_lines: 0,
                 held_final: None,
+                host_recap: Vec::new(),
                 created_at: now,
                 updated_at: now,
             };
@@ -145,6 +181,8 @@ impl Store {
                 job_id,
                 lines,
                 total_lines: job.total_lines,
+                status: job.status,
+                exit_code: job.exit_code,
             })
         })
         .await
@@ -208,16 +246,50 @@ impl Store {
 
     /// Applies agents' messages in order, in one commit. Each message gets an outcome;
     /// a rejected one writes nothing.
-    pub async fn ingest(&self, messages: Vec<Ingest>) -> Result<Vec<IngestOutcome>, Error> {
+    pub async fn ingest(&self, messages: Vec<Ingest>) -> Result<Ingested, Error> {
         self.write(move |tx| {
-            messages
-                .into_iter()
-                .map(|message| match message {
-                    Ingest::Logs(batch) => apply_logs(tx, batch),
-                    Ingest::Events(batch) => apply_events(tx, batch),
-                    Ingest::Status(change) => apply_status(tx, change),
-                })
-                .collect()
+            // Status of each touched job before the commit, to tell who changed.
+            let mut before: Vec<(Uuid, Option<JobStatus>)> = Vec::new();
+            let mut outcomes = Vec::with_capacity(messages.len());
+            for message in messages {
+                let uuid = message.job_uuid();
+                if !before.iter().any(|(seen, _)| *seen == uuid) {
+                    before.push((uuid, job_by_uuid(tx, uuid)?.map(|job| job.status)));
+                }
+                outcomes.push(match message {
+                    Ingest::Logs(batch) => apply_logs(tx, batch)?,
+                    Ingest::Events(batch) => apply_events(tx, batch)?,
+                    Ingest::Status(change) => apply_status(tx, change)?,
+                });
+            }
+            let mut progress = Vec::with_capacity(before.len());
+            for (uuid, old_status) in before {
+                if let Some(job) = job_by_uuid(tx, uuid)? {
+                    progress.push(JobProgress::of(&job, old_status != Some(job.status)));
+                }
+            }
+            Ok(Ingested { outcomes, progress })
+        })
+        .await
+    }
+
+    /// Events after `after_counter` (exclusive), at most `limit`, oldest first.
+    pub async fn event_page(
+        &self,
+        job_id: u64,
+        after_counter: u64,
+        limit: usize,
+    ) -> Result<(Vec<JobEvent>, bool), Error> {
+        self.read(move |tx| {
+            let events = tx.open_table(EVENTS)?;
+            let mut page = Vec::with_capacity(limit.min(1024));
+            let mut range =
+                events.range((job_id, after_counter.saturating_add(1))..=(job_id, u64::MAX))?;
+            for entry in range.by_ref().take(limit) {
+                page.push(decode::<JobEvent>(entry?.1.value())?);
+            }
+            let has_more = range.next().is_some();
+            Ok((page, has_more))
         })
         .await
     }
@@ -367,6 +439,7 @@ fn apply_status(tx: &WriteTransaction, change: StatusChange) -> Result<IngestOut
             completed_at: change.completed_at,
             resource_usage: change.resource_usage,
             error: change.error,
+            host_recap: change.host_recap,
         });
         if old == JobStatus::Pending {
             job.status = JobStatus::Running;
@@ -391,6 +464,7 @@ fn release_held_final(job: &mut JobRecord) {
         job.completed_at = held.completed_at.or_else(|| Some(Utc::now()));
         job.resource_usage = held.resource_usage;
         job.error = held.error;
+        job.host_recap = held.host_recap;
     }
 }
 

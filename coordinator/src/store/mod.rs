@@ -12,7 +12,9 @@ mod tables;
 mod writer;
 
 pub use catalog::{NewPlaybook, NewServer};
-pub use jobs::{Ingest, IngestOutcome, JobDetail, JobFilter, LogPage, NewJob};
+pub use jobs::{
+    Ingest, IngestOutcome, Ingested, JobDetail, JobFilter, JobProgress, LogPage, NewJob,
+};
 pub use records::{JobRecord, LogRecord, PlaybookRecord, Role, ServerRecord, UserRecord};
 
 use crate::error::Error;
@@ -23,6 +25,9 @@ use writer::WriterHandle;
 
 /// Name of the redb file under `--data-dir`.
 pub const DB_FILE: &str = "drover.redb";
+/// redb's page cache. Its default (1 GiB) would let the coordinator's memory grow with
+/// the logs it reads; recent pages are what live watchers need.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct Store {
@@ -37,7 +42,12 @@ impl Store {
             path: data_dir.display().to_string(),
             source,
         })?;
-        let db = Arc::new(Database::create(data_dir.join(DB_FILE)).map_err(redb::Error::from)?);
+        let db = Arc::new(
+            redb::Builder::new()
+                .set_cache_size(CACHE_BYTES)
+                .create(data_dir.join(DB_FILE))
+                .map_err(redb::Error::from)?,
+        );
         let setup = db.begin_write().map_err(redb::Error::from)?;
         tables::create_all(&setup)?;
         setup.commit().map_err(redb::Error::from)?;

@@ -1,7 +1,7 @@
 //! What the store keeps, one struct per table value.
 
 use chrono::{DateTime, Utc};
-use drover_shared::protocol::ResourceUsage;
+use drover_shared::protocol::{HostRecap, ResourceUsage};
 use drover_shared::{Connection, JobStatus, LogLevel};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -76,6 +76,9 @@ pub struct JobRecord {
     pub total_lines: u64,
     /// A final status that arrived before all of its lines; applied once they are stored.
     pub held_final: Option<HeldFinal>,
+    /// Per-host recap of the run (from `playbook_on_stats`).
+    #[serde(default)]
+    pub host_recap: Vec<HostRecap>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -89,6 +92,8 @@ pub struct HeldFinal {
     pub completed_at: Option<DateTime<Utc>>,
     pub resource_usage: Option<ResourceUsage>,
     pub error: Option<String>,
+    #[serde(default)]
+    pub host_recap: Vec<HostRecap>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -75,6 +75,7 @@ fn status(job: Uuid, agent: &str, status: JobStatus, last_line: u64) -> Ingest {
         completed_at: status.is_finished().then(Utc::now),
         resource_usage: None,
         error: None,
+        host_recap: Vec::new(),
     })
 }
 
@@ -142,7 +143,7 @@ async fn a_job_is_granted_to_one_agent_only() {
 async fn replayed_lines_are_stored_once() {
     let (_dir, store, job) = store_with_job().await;
     store.claim(job.uuid, "a".into()).await.expect("claims");
-    let outcomes = store
+    let ingested = store
         .ingest(vec![
             lines(job.uuid, 1..=3),
             lines(job.uuid, 1..=3),
@@ -150,8 +151,11 @@ async fn replayed_lines_are_stored_once() {
         ])
         .await
         .expect("ingests");
+    assert_eq!(ingested.progress.len(), 1, "one job touched");
+    assert_eq!(ingested.progress[0].total_lines, 5);
+    assert!(!ingested.progress[0].status_changed);
     assert_eq!(
-        outcomes,
+        ingested.outcomes,
         [
             IngestOutcome::Applied,
             IngestOutcome::Duplicate,
@@ -182,10 +186,11 @@ async fn final_status_waits_for_its_lines() {
         .await
         .expect("ingests");
     assert_eq!(job_now(&store, &job).await.status, JobStatus::Running);
-    store
+    let ingested = store
         .ingest(vec![lines(job.uuid, 3..=4)])
         .await
         .expect("ingests");
+    assert!(ingested.progress[0].status_changed, "the held status is released");
     let finished = job_now(&store, &job).await;
     assert_eq!(finished.status, JobStatus::Success);
     assert_eq!(finished.exit_code, Some(0));
@@ -199,7 +204,8 @@ async fn reports_from_an_agent_without_the_claim_are_refused() {
     let outcomes = store
         .ingest(vec![status(job.uuid, "intruder", JobStatus::Failed, 0)])
         .await
-        .expect("ingests");
+        .expect("ingests")
+        .outcomes;
     assert!(matches!(&outcomes[0], IngestOutcome::Rejected(r) if r.contains("intruder")));
     assert_eq!(job_now(&store, &job).await.status, JobStatus::Pending);
 }
@@ -223,7 +229,8 @@ async fn finished_jobs_do_not_change_or_grow() {
             lines(Uuid::new_v4(), 1..=1),
         ])
         .await
-        .expect("ingests");
+        .expect("ingests")
+        .outcomes;
     assert!(matches!(outcomes[0], IngestOutcome::Rejected(_)));
     assert_eq!(outcomes[1], IngestOutcome::Duplicate);
     assert!(matches!(outcomes[2], IngestOutcome::Rejected(_)));
