@@ -4,6 +4,7 @@
 //! - [`domain`]: job statuses, log levels, server connection kinds.
 //! - [`classify`]: the log-level classifier for Ansible output lines.
 //! - [`exit_code`]: the mapping from an ansible-runner result to Drover's exit codes.
+//! - [`sse`]: a parser for the Server-Sent Events the coordinator streams.
 //!
 //! No sockets, no files: the crate is pure data and functions, tested on bytes and strings.
 
@@ -11,6 +12,7 @@ pub mod classify;
 pub mod domain;
 pub mod exit_code;
 pub mod protocol;
+pub mod sse;
 
 pub use classify::classify;
 pub use domain::{Connection, JobStatus, LogLevel};

@@ -61,10 +61,9 @@ pub fn bin_dir() -> &'static PathBuf {
                 "build",
                 "--release",
                 "--quiet",
-                "-p",
-                "drover-coordinator",
-                "-p",
-                "drover-agent",
+                // The same selection as scripts/setup: features unify the same way, so
+                // neither build invalidates the other.
+                "--workspace",
                 "--bins",
             ])
             .status()

@@ -2,6 +2,7 @@
 //! CLI (over HTTP or straight from NATS).
 
 use crate::stack::{ADMIN_TOKEN, Stack};
+use drover_shared::sse::SseParser;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -17,8 +18,8 @@ pub struct SseEvent {
     pub data: Value,
 }
 
-/// Reads `GET /jobs/{id}/logs/stream` until the server ends it; `after_line` goes in the
-/// `Last-Event-ID` header when given.
+/// Reads `GET /jobs/{id}/logs/stream` until the server ends it; `last_event_id` goes in
+/// the `Last-Event-ID` header when given.
 pub async fn sse_events(stack: &Stack, job_id: u64, last_event_id: Option<u64>) -> Vec<SseEvent> {
     let client = reqwest::Client::new();
     let mut request = client
@@ -30,16 +31,17 @@ pub async fn sse_events(stack: &Stack, job_id: u64, last_event_id: Option<u64>) 
     let response = request.send().await.expect("SSE request");
     assert_eq!(response.status(), 200);
     let mut body = response.bytes_stream();
-    let mut buffer = String::new();
+    let mut parser = SseParser::default();
     let mut events = Vec::new();
     let read = async {
         while let Some(chunk) = body.next().await {
-            buffer.push_str(&String::from_utf8_lossy(&chunk.expect("SSE chunk")));
-            while let Some(end) = buffer.find("\n\n") {
-                let block: String = buffer.drain(..end + 2).collect();
-                if let Some(event) = parse_sse_block(&block) {
-                    events.push(event);
-                }
+            let chunk = chunk.expect("SSE chunk");
+            for event in parser.push(&chunk) {
+                events.push(SseEvent {
+                    id: event.id,
+                    event: event.event,
+                    data: serde_json::from_str(&event.data).expect("SSE data is JSON"),
+                });
             }
         }
     };
@@ -47,27 +49,6 @@ pub async fn sse_events(stack: &Stack, job_id: u64, last_event_id: Option<u64>) 
         .await
         .expect("the SSE stream ends once the job is finished");
     events
-}
-
-fn parse_sse_block(block: &str) -> Option<SseEvent> {
-    let (mut id, mut event, mut data) = (None, String::from("message"), String::new());
-    for line in block.lines() {
-        if let Some(value) = line.strip_prefix("id:") {
-            id = Some(value.trim_start().to_owned());
-        } else if let Some(value) = line.strip_prefix("event:") {
-            event = value.trim_start().to_owned();
-        } else if let Some(value) = line.strip_prefix("data:") {
-            data.push_str(value.strip_prefix(' ').unwrap_or(value));
-        }
-    }
-    if data.is_empty() {
-        return None; // a keep-alive comment
-    }
-    Some(SseEvent {
-        id,
-        event,
-        data: serde_json::from_str(&data).expect("SSE data is JSON"),
-    })
 }
 
 pub type WsStream =

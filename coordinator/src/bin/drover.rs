@@ -8,10 +8,8 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// How often `tail` asks for new lines while a job runs.
-const POLL_EVERY: Duration = Duration::from_millis(200);
-/// Lines asked for per request.
-const PAGE: u32 = 1000;
+/// Pause before `tail` reconnects a broken stream.
+const RECONNECT_AFTER: Duration = Duration::from_millis(500);
 
 #[derive(Parser)]
 #[command(
@@ -239,45 +237,73 @@ async fn run(api: &Api, command: Command) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Prints lines as they are stored until the job is finished and every line is printed.
+/// Follows the job's SSE stream (`GET /jobs/{id}/logs/stream`): prints each line as it is
+/// stored, then the final status; reconnects after the last line if the stream breaks.
 async fn tail(api: &Api, job: &str, mut after: u64) -> anyhow::Result<i32> {
-    // SSE would push; polling keeps the CLI a plain HTTP client, 200 ms behind at most.
+    use drover_shared::sse::SseParser;
+    use futures::StreamExt;
+
     let colour = std::io::stdout().is_terminal();
     let mut out = std::io::stdout().lock();
     loop {
-        // Read the status first: if it is final, every line is already stored.
-        let detail = api.get(&format!("/jobs/{job}")).await?;
-        let finished = matches!(
-            detail["status"].as_str(),
-            Some("success" | "failed" | "cancelled")
-        );
-        loop {
-            let page = api
-                .get(&format!("/jobs/{job}/logs?start_line={after}&limit={PAGE}"))
-                .await?;
-            let lines = page["logs"].as_array().cloned().unwrap_or_default();
-            for line in &lines {
-                after = line["line_number"].as_u64().unwrap_or(after);
-                print_line(&mut out, line, colour)?;
-            }
-            if !page["has_more"].as_bool().unwrap_or(false) {
-                break;
-            }
+        let mut request = api
+            .http
+            .get(format!(
+                "{}/jobs/{job}/logs/stream",
+                api.url.trim_end_matches('/')
+            ))
+            .header("Last-Event-ID", after.to_string());
+        if let Some(token) = &api.token {
+            request = request.bearer_auth(token);
         }
-        out.flush()?;
-        if finished {
-            let code = detail["exit_code"].as_i64().unwrap_or(1) as i32;
-            print_summary(
-                &mut out,
-                detail["job_id"].as_str().unwrap_or("?"),
-                detail["status"].as_str().unwrap_or("?"),
-                code,
-                detail["duration"].as_f64().unwrap_or(0.0),
-                detail["error"].as_str(),
-            )?;
-            return Ok(code);
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the coordinator at {}", api.url))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            bail!(
+                "job {job}: {status}: {}",
+                body["detail"].as_str().unwrap_or("no detail")
+            );
         }
-        tokio::time::sleep(POLL_EVERY).await;
+        let mut body = response.bytes_stream();
+        let mut parser = SseParser::default();
+        while let Some(chunk) = body.next().await {
+            let Ok(chunk) = chunk else { break };
+            for event in parser.push(&chunk) {
+                let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+                match event.event.as_str() {
+                    "log" => {
+                        after = data["line_number"].as_u64().unwrap_or(after);
+                        print_line(&mut out, &data, colour)?;
+                    }
+                    "end" => {
+                        out.flush()?;
+                        let detail = api.get(&format!("/jobs/{job}")).await?;
+                        let code = detail["exit_code"].as_i64().unwrap_or(1) as i32;
+                        print_summary(
+                            &mut out,
+                            detail["job_id"].as_str().unwrap_or("?"),
+                            detail["status"].as_str().unwrap_or("?"),
+                            code,
+                            detail["duration"].as_f64().unwrap_or(0.0),
+                            detail["error"].as_str(),
+                        )?;
+                        return Ok(code);
+                    }
+                    "error" => bail!(
+                        "job {job}: {}",
+                        data["detail"].as_str().unwrap_or("stream error")
+                    ),
+                    _ => {}
+                }
+            }
+            out.flush()?;
+        }
+        // The connection dropped before the end: resume after the last printed line.
+        tokio::time::sleep(RECONNECT_AFTER).await;
     }
 }
 

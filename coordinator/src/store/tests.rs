@@ -190,7 +190,10 @@ async fn final_status_waits_for_its_lines() {
         .ingest(vec![lines(job.uuid, 3..=4)])
         .await
         .expect("ingests");
-    assert!(ingested.progress[0].status_changed, "the held status is released");
+    assert!(
+        ingested.progress[0].status_changed,
+        "the held status is released"
+    );
     let finished = job_now(&store, &job).await;
     assert_eq!(finished.status, JobStatus::Success);
     assert_eq!(finished.exit_code, Some(0));
