@@ -435,6 +435,22 @@ mod tests {
         assert!(LogBatch::decode(&claim).is_err());
     }
 
+    /// docs/nats.md promises third-party tailers this encoding.
+    #[test]
+    fn uuids_are_16_byte_bins_and_fields_are_named() {
+        let job = Uuid::new_v4();
+        let bytes = LogBatch {
+            job_uuid: job,
+            lines: Vec::new(),
+        }
+        .encode()
+        .expect("encodes");
+        let mut expected_uuid = vec![0xc4, 16];
+        expected_uuid.extend_from_slice(job.as_bytes());
+        assert!(bytes.windows(18).any(|w| w == expected_uuid.as_slice()));
+        assert!(bytes.windows(8).any(|w| w == b"job_uuid"));
+    }
+
     #[test]
     fn job_subjects_parse_back() {
         let job = Uuid::new_v4();
