@@ -83,6 +83,10 @@ pub async fn redispatch_loop(state: crate::api::AppState, mut shutdown: crate::s
                 continue;
             }
         };
+        // Jobs claimed or cancelled meanwhile need no dispatch any more.
+        let still_pending: std::collections::HashSet<u64> =
+            pending.iter().map(|(job, _, _)| job.id).collect();
+        state.undispatched.retain(|id| still_pending.contains(id));
         for (job, playbook, server) in pending {
             if !state.undispatched.contains(&job.id) {
                 continue;
@@ -95,7 +99,5 @@ pub async fn redispatch_loop(state: crate::api::AppState, mut shutdown: crate::s
                 Err(e) => tracing::warn!(job = job.id, error = %e, "dispatch still deferred"),
             }
         }
-        // Jobs cancelled or claimed meanwhile need no dispatch any more.
-        state.undispatched.retain(|id| *id > 0);
     }
 }

@@ -98,13 +98,12 @@ impl Stack {
 
     /// Resident memory of the coordinator process, in KiB.
     pub fn coordinator_rss_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.coordinator.id()))
-            .expect("coordinator is running");
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.split_whitespace().next()?.parse().ok())
-            .expect("VmRSS in /proc status")
+        rss_kb(self.coordinator.id())
+    }
+
+    /// Resident memory of agent `index`, in KiB.
+    pub fn agent_rss_kb(&self, index: usize) -> u64 {
+        rss_kb(self.agents[index].id())
     }
 
     pub fn key_dir(&self) -> PathBuf {
@@ -113,6 +112,12 @@ impl Stack {
 
     /// Starts one more agent; returns its index.
     pub fn start_agent(&mut self, pool: &str, concurrency: u32) -> usize {
+        self.start_agent_with_runner(pool, concurrency, &venv_bin("ansible-runner"))
+    }
+
+    /// Starts an agent that runs `runner` instead of ansible-runner (the benchmark's
+    /// instant runner); returns its index.
+    pub fn start_agent_with_runner(&mut self, pool: &str, concurrency: u32, runner: &Path) -> usize {
         let index = self.agents.len();
         let agent = Command::new(bin_dir().join("drover-agent"))
             .args(["--nats-url", &self.nats_url, "--pool", pool])
@@ -129,7 +134,7 @@ impl Stack {
             .arg("--key-dir")
             .arg(self.key_dir())
             .arg("--ansible-runner")
-            .arg(venv_bin("ansible-runner"))
+            .arg(runner)
             .env("RUST_LOG", "info")
             .stdout(log_file(self.dir.path(), &format!("agent-{index}")))
             .stderr(log_file(self.dir.path(), &format!("agent-{index}-err")))
@@ -302,6 +307,17 @@ impl Drop for Stack {
             eprintln!("test logs kept in {}", kept.keep().display());
         }
     }
+}
+
+/// `VmRSS` of a running process, in KiB.
+pub fn rss_kb(pid: u32) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process is running");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS in /proc status")
 }
 
 fn wait_or_kill(child: &mut Child, grace: Duration) {
