@@ -19,6 +19,8 @@ use uuid::Uuid;
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 /// A pull waits this long for a dispatch before asking again.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// Most dispatches asked for in one pull.
+const MAX_PULL: usize = 64;
 /// How long a shutdown waits for killed jobs to report their final status.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -156,12 +158,21 @@ async fn pull_loop(
         };
         tracing::info!(%pool, "taking jobs");
         loop {
-            let Ok(slot) = slots.clone().acquire_owned().await else {
+            // Ask for as many dispatches as there are free slots, and wait (long poll)
+            // until the first arrives: never more than the agent can start.
+            let Ok(first) = slots.clone().acquire_owned().await else {
                 return; // closed: the agent is stopping
             };
+            let mut free = vec![first];
+            while free.len() < MAX_PULL {
+                match slots.clone().try_acquire_owned() {
+                    Ok(slot) => free.push(slot),
+                    Err(_) => break,
+                }
+            }
             let batch = consumer
-                .fetch()
-                .max_messages(1)
+                .batch()
+                .max_messages(free.len())
                 .expires(PULL_EXPIRES)
                 .messages()
                 .await;
@@ -173,19 +184,28 @@ async fn pull_loop(
                     break;
                 }
             };
-            let Some(Ok(message)) = batch.next().await else {
-                continue;
-            };
-            take(&pool_actor, &client, &settings, message, slot).await;
+            while let Some(message) = batch.next().await {
+                let Ok(message) = message else { break };
+                let Some(slot) = free.pop() else { break };
+                // Claims run side by side: a burst of jobs does not queue behind
+                // one claim's round trip.
+                actix::spawn(take(
+                    pool_actor.clone(),
+                    client.clone(),
+                    settings.clone(),
+                    message,
+                    slot,
+                ));
+            }
         }
     }
 }
 
 /// Claims one dispatch and hands it to the pool actor if granted.
 async fn take(
-    pool_actor: &Addr<PoolActor>,
-    client: &async_nats::Client,
-    settings: &Settings,
+    pool_actor: Addr<PoolActor>,
+    client: async_nats::Client,
+    settings: Arc<Settings>,
     message: jetstream::Message,
     slot: OwnedSemaphorePermit,
 ) {
@@ -198,7 +218,7 @@ async fn take(
         }
     };
     let job = dispatch.job_uuid;
-    match bus::claim(client, job, &settings.agent_id).await {
+    match bus::claim(&client, job, &settings.agent_id).await {
         Ok(reply) if reply.granted => {
             if let Err(e) = message.double_ack().await {
                 tracing::warn!(%job, error = %e, "dispatch ack lost; the claim still holds");

@@ -117,7 +117,12 @@ impl Stack {
 
     /// Starts an agent that runs `runner` instead of ansible-runner (the benchmark's
     /// instant runner); returns its index.
-    pub fn start_agent_with_runner(&mut self, pool: &str, concurrency: u32, runner: &Path) -> usize {
+    pub fn start_agent_with_runner(
+        &mut self,
+        pool: &str,
+        concurrency: u32,
+        runner: &Path,
+    ) -> usize {
         let index = self.agents.len();
         let agent = Command::new(bin_dir().join("drover-agent"))
             .args(["--nats-url", &self.nats_url, "--pool", pool])

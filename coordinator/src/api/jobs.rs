@@ -125,21 +125,24 @@ pub async fn logs(
     let result = async {
         authorize(&state.store, auth.as_deref(), Role::Viewer).await?;
         let start_line = query_number(&query, "start_line", 0)?;
-        let limit = query_number(&query, "limit", DEFAULT_LOG_LIMIT as u64)?;
-        if limit == 0 || limit > MAX_LOG_LIMIT as u64 {
-            return Err(Error::Invalid(format!(
-                "limit {limit} is out of range; use 1 to {MAX_LOG_LIMIT}"
-            )));
-        }
+        let limit = page_limit(&query)?;
         let job = find(&state, &id).await?.job;
-        let page = state
-            .store
-            .log_page(job.id, start_line, limit as usize)
-            .await?;
+        let page = state.store.log_page(job.id, start_line, limit).await?;
         Ok(LogPageView::new(page, start_line))
     }
     .await;
     respond(StatusCode::OK, result)
+}
+
+/// `limit` of a paged read: 1 to [`MAX_LOG_LIMIT`], [`DEFAULT_LOG_LIMIT`] when absent.
+fn page_limit(query: &HashMap<String, String>) -> Result<usize, Error> {
+    let limit = query_number(query, "limit", DEFAULT_LOG_LIMIT as u64)?;
+    if limit == 0 || limit > MAX_LOG_LIMIT as u64 {
+        return Err(Error::Invalid(format!(
+            "limit {limit} is out of range; use 1 to {MAX_LOG_LIMIT}"
+        )));
+    }
+    Ok(limit as usize)
 }
 
 pub(super) fn query_number(
@@ -165,17 +168,9 @@ pub async fn events(
     let result = async {
         authorize(&state.store, auth.as_deref(), Role::Viewer).await?;
         let after = query_number(&query, "after_counter", 0)?;
-        let limit = query_number(&query, "limit", DEFAULT_LOG_LIMIT as u64)?;
-        if limit == 0 || limit > MAX_LOG_LIMIT as u64 {
-            return Err(Error::Invalid(format!(
-                "limit {limit} is out of range; use 1 to {MAX_LOG_LIMIT}"
-            )));
-        }
+        let limit = page_limit(&query)?;
         let job = find(&state, &id).await?.job;
-        let (events, has_more) = state
-            .store
-            .event_page(job.id, after, limit as usize)
-            .await?;
+        let (events, has_more) = state.store.event_page(job.id, after, limit).await?;
         let events: Vec<EventView> = events.into_iter().map(EventView::from).collect();
         Ok(serde_json::json!({
             "job_id": job.id,

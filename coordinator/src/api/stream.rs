@@ -7,7 +7,7 @@ use super::AppState;
 use super::auth::{Role, authorize_request};
 use super::jobs::{find, query_number};
 use super::reply::error_response;
-use super::views::{LogLineView, timestamp};
+use super::views::LogLineView;
 use crate::error::Error;
 use crate::follow::{FollowItem, follow};
 use serde_json::json;
@@ -55,13 +55,7 @@ pub async fn logs(
 fn to_event(job_id: u64, item: FollowItem) -> Event {
     match item {
         FollowItem::Line(number, record) => {
-            let line = LogLineView {
-                id: record.id,
-                line_number: number,
-                content: record.content,
-                log_level: record.log_level,
-                timestamp: timestamp(record.timestamp),
-            };
+            let line = LogLineView::new(number, record);
             Event::default()
                 .id(number.to_string())
                 .event("log")

@@ -1,6 +1,6 @@
 //! The JSON shapes of the spec, built from store records.
 
-use crate::store::{JobDetail, LogPage, PlaybookRecord, ServerRecord};
+use crate::store::{JobDetail, LogPage, LogRecord, PlaybookRecord, ServerRecord};
 use chrono::{DateTime, Utc};
 use drover_shared::protocol::ResourceUsage;
 use drover_shared::{JobStatus, LogLevel};
@@ -116,6 +116,18 @@ pub struct LogLineView {
     pub timestamp: String,
 }
 
+impl LogLineView {
+    pub fn new(line_number: u64, record: LogRecord) -> LogLineView {
+        LogLineView {
+            id: record.id,
+            line_number,
+            content: record.content,
+            log_level: record.log_level,
+            timestamp: timestamp(record.timestamp),
+        }
+    }
+}
+
 #[derive(Serialize)]
 pub struct LogPageView {
     pub job_id: u64,
@@ -131,13 +143,7 @@ impl LogPageView {
         let logs: Vec<LogLineView> = page
             .lines
             .into_iter()
-            .map(|(line_number, record)| LogLineView {
-                id: record.id,
-                line_number,
-                content: record.content,
-                log_level: record.log_level,
-                timestamp: timestamp(record.timestamp),
-            })
+            .map(|(line_number, record)| LogLineView::new(line_number, record))
             .collect();
         LogPageView {
             job_id: page.job_id,

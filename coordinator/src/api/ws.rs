@@ -14,7 +14,7 @@
 use super::AppState;
 use super::auth::{Role, authorize_request};
 use super::reply::error_response;
-use super::views::{LogLineView, timestamp};
+use super::views::LogLineView;
 use crate::follow::{FollowItem, follow};
 use crate::hub::StatusEvent;
 use futures::{SinkExt, StreamExt};
@@ -247,13 +247,7 @@ async fn forward(
     while let Some(item) = items.recv().await {
         let message = match item {
             FollowItem::Line(number, record) => {
-                let line = LogLineView {
-                    id: record.id,
-                    line_number: number,
-                    content: record.content,
-                    log_level: record.log_level,
-                    timestamp: timestamp(record.timestamp),
-                };
+                let line = LogLineView::new(number, record);
                 let mut value = serde_json::to_value(&line).unwrap_or(Value::Null);
                 value["type"] = json!("log");
                 value["job_id"] = json!(job_id);

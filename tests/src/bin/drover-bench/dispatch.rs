@@ -29,7 +29,9 @@ pub async fn dispatch_latency(
     let running: Arrivals = Arc::default();
     let mut statuses = client.subscribe("drover.jobs.*.status").await?;
     // A request is a round trip: once answered, the subscription is registered.
-    let _ = client.request("drover.bench.no-such-responder", "".into()).await;
+    let _ = client
+        .request("drover.bench.no-such-responder", "".into())
+        .await;
     let recorder = {
         let running = running.clone();
         tokio::spawn(async move {

@@ -3,7 +3,9 @@
 
 use anyhow::{Context, bail};
 use async_nats::jetstream::{self, message::PublishMessage};
-use drover_shared::protocol::{CLAIM_SUBJECT, ClaimReply, ClaimRequest, LogLine, Message, StatusChange};
+use drover_shared::protocol::{
+    CLAIM_SUBJECT, ClaimReply, ClaimRequest, LogLine, Message, StatusChange,
+};
 use drover_shared::{JobStatus, LogLevel};
 use drover_tests::Stack;
 use serde_json::json;
@@ -55,7 +57,11 @@ pub fn status(job: &FakeJob, status: JobStatus, last_line: u64) -> StatusChange 
 }
 
 /// Publishes as an agent does: to JetStream, waiting for the stream's ack.
-pub async fn publish(js: &jetstream::Context, subject: String, payload: Vec<u8>) -> anyhow::Result<()> {
+pub async fn publish(
+    js: &jetstream::Context,
+    subject: String,
+    payload: Vec<u8>,
+) -> anyhow::Result<()> {
     js.send_publish(subject, PublishMessage::build().payload(payload.into()))
         .await?
         .await?;

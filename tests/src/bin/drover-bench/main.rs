@@ -27,7 +27,10 @@ use stats::Samples;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "drover-bench", about = "Measure Drover on a real loopback stack")]
+#[command(
+    name = "drover-bench",
+    about = "Measure Drover on a real loopback stack"
+)]
 struct Args {
     /// A short run (seconds) that checks the benchmark still works.
     #[arg(long)]
@@ -92,7 +95,8 @@ struct Report {
 impl Report {
     fn row(&mut self, figure: &str, measured: String, target: &str, met: Option<bool>) {
         println!("{figure:<52} {measured:>22}   {target}");
-        self.rows.push((figure.into(), measured, target.into(), met));
+        self.rows
+            .push((figure.into(), measured, target.into(), met));
     }
 }
 
@@ -128,35 +132,104 @@ async fn main() -> anyhow::Result<()> {
     println!("{:<52} {:>22}   target", "figure", "measured");
 
     let fsync = fsync::fsync_latency(stack.dir.path(), if args.quick { 50 } else { 500 })?;
-    report.row("fsync of one 4 KiB page, p50 / p99", format!("{:.3} / {:.3} ms", fsync.ms(50.0), fsync.ms(99.0)), "(the disk's floor)", None);
-    report.json.insert("fsync_ms".into(), json!({"p50": fsync.ms(50.0), "p99": fsync.ms(99.0)}));
+    report.row(
+        "fsync of one 4 KiB page, p50 / p99",
+        format!("{:.3} / {:.3} ms", fsync.ms(50.0), fsync.ms(99.0)),
+        "(the disk's floor)",
+        None,
+    );
+    report.json.insert(
+        "fsync_ms".into(),
+        json!({"p50": fsync.ms(50.0), "p99": fsync.ms(99.0)}),
+    );
 
-    let (accepted, seconds) = accept::accept_rate(&stack, playbook, nowhere, 32, sizes.accept_for).await?;
+    let (accepted, seconds) =
+        accept::accept_rate(&stack, playbook, nowhere, 32, sizes.accept_for).await?;
     let rate = accepted as f64 / seconds;
-    report.row("durable jobs accepted (32 clients)", format!("{rate:.0} /s"), ">= 5,000 /s", Some(rate >= 5_000.0));
-    report.json.insert("accept".into(), json!({"jobs": accepted, "seconds": seconds, "per_second": rate}));
+    report.row(
+        "durable jobs accepted (32 clients)",
+        format!("{rate:.0} /s"),
+        ">= 5,000 /s",
+        Some(rate >= 5_000.0),
+    );
+    report.json.insert(
+        "accept".into(),
+        json!({"jobs": accepted, "seconds": seconds, "per_second": rate}),
+    );
 
-    let low = dispatch::dispatch_latency(&stack, &client, playbook, instant_server, sizes.dispatch_low, Duration::from_millis(10)).await?;
-    let busy = dispatch::dispatch_latency(&stack, &client, playbook, instant_server, sizes.dispatch_rate_jobs, Duration::from_millis(2)).await?;
-    for (name, samples) in [("dispatch latency, low load", &low), ("dispatch latency, 500 jobs/s", &busy)] {
+    let low = dispatch::dispatch_latency(
+        &stack,
+        &client,
+        playbook,
+        instant_server,
+        sizes.dispatch_low,
+        Duration::from_millis(10),
+    )
+    .await?;
+    let busy = dispatch::dispatch_latency(
+        &stack,
+        &client,
+        playbook,
+        instant_server,
+        sizes.dispatch_rate_jobs,
+        Duration::from_millis(2),
+    )
+    .await?;
+    for (name, samples) in [
+        ("dispatch latency, low load", &low),
+        ("dispatch latency, 500 jobs/s", &busy),
+    ] {
         let met = samples.ms(50.0) <= 5.0 && samples.ms(99.0) <= 25.0;
-        report.row(&format!("{name}, p50 / p99"), format!("{:.2} / {:.2} ms", samples.ms(50.0), samples.ms(99.0)), "p50 <= 5 ms, p99 <= 25 ms", Some(met));
+        report.row(
+            &format!("{name}, p50 / p99"),
+            format!("{:.2} / {:.2} ms", samples.ms(50.0), samples.ms(99.0)),
+            "p50 <= 5 ms, p99 <= 25 ms",
+            Some(met),
+        );
     }
-    report.json.insert("dispatch_ms".into(), json!({
-        "low": {"p50": low.ms(50.0), "p99": low.ms(99.0), "jobs": low.len()},
-        "rate_500": {"p50": busy.ms(50.0), "p99": busy.ms(99.0), "jobs": busy.len()},
-    }));
+    report.json.insert(
+        "dispatch_ms".into(),
+        json!({
+            "low": {"p50": low.ms(50.0), "p99": low.ms(99.0), "jobs": low.len()},
+            "rate_500": {"p50": busy.ms(50.0), "p99": busy.ms(99.0), "jobs": busy.len()},
+        }),
+    );
 
-    let (lines, seconds, ingest_jobs) = ingest::ingest_load(&stack, &js, playbook, nowhere, &sizes).await?;
+    let (lines, seconds, ingest_jobs) =
+        ingest::ingest_load(&stack, &js, playbook, nowhere, &sizes).await?;
     let rate = lines as f64 / seconds;
-    report.row(&format!("lines persisted and fanned out ({} jobs)", sizes.ingest_jobs), format!("{rate:.0} /s"), ">= 200,000 /s", Some(rate >= 200_000.0));
-    report.json.insert("ingest".into(), json!({"lines": lines, "seconds": seconds, "per_second": rate}));
+    report.row(
+        &format!(
+            "lines persisted and fanned out ({} jobs)",
+            sizes.ingest_jobs
+        ),
+        format!("{rate:.0} /s"),
+        ">= 200,000 /s",
+        Some(rate >= 200_000.0),
+    );
+    report.json.insert(
+        "ingest".into(),
+        json!({"lines": lines, "seconds": seconds, "per_second": rate}),
+    );
 
     let rss_stored = stack.coordinator_rss_kb();
     let streamed = &ingest_jobs[..sizes.stream_jobs.min(ingest_jobs.len())];
     let rss_streaming = stream_everything(&stack, streamed).await?;
-    report.row(&format!("coordinator RSS with {lines} lines stored"), format!("{:.1} MB", rss_stored as f64 / 1024.0), "<= 150 MB", Some(rss_stored <= 150 * 1024));
-    report.row(&format!("coordinator RSS streaming {} jobs' logs (SSE)", sizes.stream_jobs), format!("{:.1} MB", rss_streaming as f64 / 1024.0), "<= 150 MB", Some(rss_streaming <= 150 * 1024));
+    report.row(
+        &format!("coordinator RSS with {lines} lines stored"),
+        format!("{:.1} MB", rss_stored as f64 / 1024.0),
+        "<= 150 MB",
+        Some(rss_stored <= 150 * 1024),
+    );
+    report.row(
+        &format!(
+            "coordinator RSS streaming {} jobs' logs (SSE)",
+            sizes.stream_jobs
+        ),
+        format!("{:.1} MB", rss_streaming as f64 / 1024.0),
+        "<= 150 MB",
+        Some(rss_streaming <= 150 * 1024),
+    );
 
     let idle = tail::tail_latency(&stack, &client, &js, playbook, nowhere, &sizes).await?;
     let steady = (rate / 3.0).max(1_000.0);
@@ -171,39 +244,106 @@ async fn main() -> anyhow::Result<()> {
         ingest::steady_load(&stack, &js, playbook, nowhere, &sizes, steady, stopped)
     );
     let (loaded, sent) = (loaded?, sent?);
-    let tail_met = |s: &Samples, p99: f64, idle: bool| (!idle || s.ms(50.0) <= 2.0) && s.ms(99.0) <= p99;
-    report.row("tail latency to SSE, idle, p50 / p99", format!("{:.2} / {:.2} ms", idle.sse.ms(50.0), idle.sse.ms(99.0)), "p50 <= 2 ms, p99 <= 10 ms", Some(tail_met(&idle.sse, 10.0, true)));
-    report.row("tail latency to NATS subscriber, idle, p50 / p99", format!("{:.2} / {:.2} ms", idle.nats.ms(50.0), idle.nats.ms(99.0)), "", None);
-    report.row(&format!("tail latency to SSE, {steady:.0} lines/s ingest, p50 / p99"), format!("{:.2} / {:.2} ms", loaded.sse.ms(50.0), loaded.sse.ms(99.0)), "p99 <= 30 ms", Some(tail_met(&loaded.sse, 30.0, false)));
-    report.row(&format!("tail latency to NATS, {steady:.0} lines/s ingest, p50 / p99"), format!("{:.2} / {:.2} ms", loaded.nats.ms(50.0), loaded.nats.ms(99.0)), "", None);
+    let tail_met =
+        |s: &Samples, p99: f64, idle: bool| (!idle || s.ms(50.0) <= 2.0) && s.ms(99.0) <= p99;
+    report.row(
+        "tail latency to SSE, idle, p50 / p99",
+        format!("{:.2} / {:.2} ms", idle.sse.ms(50.0), idle.sse.ms(99.0)),
+        "p50 <= 2 ms, p99 <= 10 ms",
+        Some(tail_met(&idle.sse, 10.0, true)),
+    );
+    report.row(
+        "tail latency to NATS subscriber, idle, p50 / p99",
+        format!("{:.2} / {:.2} ms", idle.nats.ms(50.0), idle.nats.ms(99.0)),
+        "",
+        None,
+    );
+    report.row(
+        &format!("tail latency to SSE, {steady:.0} lines/s ingest, p50 / p99"),
+        format!("{:.2} / {:.2} ms", loaded.sse.ms(50.0), loaded.sse.ms(99.0)),
+        "p99 <= 30 ms",
+        Some(tail_met(&loaded.sse, 30.0, false)),
+    );
+    report.row(
+        &format!("tail latency to NATS, {steady:.0} lines/s ingest, p50 / p99"),
+        format!(
+            "{:.2} / {:.2} ms",
+            loaded.nats.ms(50.0),
+            loaded.nats.ms(99.0)
+        ),
+        "",
+        None,
+    );
     report.json.insert("tail_ms".into(), json!({
         "idle": {"sse": {"p50": idle.sse.ms(50.0), "p99": idle.sse.ms(99.0)}, "nats": {"p50": idle.nats.ms(50.0), "p99": idle.nats.ms(99.0)}},
         "under_ingest": {"lines_per_second": steady, "lines_sent": sent, "sse": {"p50": loaded.sse.ms(50.0), "p99": loaded.sse.ms(99.0)}, "nats": {"p50": loaded.nats.ms(50.0), "p99": loaded.nats.ms(99.0)}},
     }));
 
     let agent_idle = stack.agent_rss_kb(real_agent);
-    let overhead = overhead::overhead(&stack, playbook, local, real_agent, sizes.overhead_runs).await?;
+    let overhead =
+        overhead::overhead(&stack, playbook, local, real_agent, sizes.overhead_runs).await?;
     let added = overhead.drover.ms(50.0) - overhead.bare.ms(50.0);
-    report.row(&format!("trivial playbook: Drover / ansible-runner alone, median of {}", sizes.overhead_runs), format!("{:.0} / {:.0} ms", overhead.drover.ms(50.0), overhead.bare.ms(50.0)), "", None);
-    report.row("overhead over bare ansible-runner, median", format!("{added:.0} ms"), "<= 20 ms", Some(added <= 20.0));
-    report.row("agent RSS idle / while running a job", format!("{:.1} / {:.1} MB", agent_idle as f64 / 1024.0, overhead.agent_rss_running_kb as f64 / 1024.0), "", None);
+    report.row(
+        &format!(
+            "trivial playbook: Drover / ansible-runner alone, median of {}",
+            sizes.overhead_runs
+        ),
+        format!(
+            "{:.0} / {:.0} ms",
+            overhead.drover.ms(50.0),
+            overhead.bare.ms(50.0)
+        ),
+        "",
+        None,
+    );
+    report.row(
+        "overhead over bare ansible-runner, median",
+        format!("{added:.0} ms"),
+        "<= 20 ms",
+        Some(added <= 20.0),
+    );
+    report.row(
+        "agent RSS idle / while running a job",
+        format!(
+            "{:.1} / {:.1} MB",
+            agent_idle as f64 / 1024.0,
+            overhead.agent_rss_running_kb as f64 / 1024.0
+        ),
+        "",
+        None,
+    );
     report.json.insert("overhead_ms".into(), json!({"drover_median": overhead.drover.ms(50.0), "bare_median": overhead.bare.ms(50.0), "added_median": added, "runs": sizes.overhead_runs}));
-    report.json.insert("memory_mb".into(), json!({
-        "coordinator_stored": rss_stored as f64 / 1024.0,
-        "coordinator_streaming": rss_streaming as f64 / 1024.0,
-        "agent_idle": agent_idle as f64 / 1024.0,
-        "agent_running": overhead.agent_rss_running_kb as f64 / 1024.0,
-    }));
+    report.json.insert(
+        "memory_mb".into(),
+        json!({
+            "coordinator_stored": rss_stored as f64 / 1024.0,
+            "coordinator_streaming": rss_streaming as f64 / 1024.0,
+            "agent_idle": agent_idle as f64 / 1024.0,
+            "agent_running": overhead.agent_rss_running_kb as f64 / 1024.0,
+        }),
+    );
 
-    let missed: Vec<&str> = report.rows.iter().filter(|r| r.3 == Some(false)).map(|r| r.0.as_str()).collect();
-    println!("\ntargets met: {} of {}", report.rows.iter().filter(|r| r.3 == Some(true)).count(), report.rows.iter().filter(|r| r.3.is_some()).count());
+    let missed: Vec<&str> = report
+        .rows
+        .iter()
+        .filter(|r| r.3 == Some(false))
+        .map(|r| r.0.as_str())
+        .collect();
+    println!(
+        "\ntargets met: {} of {}",
+        report.rows.iter().filter(|r| r.3 == Some(true)).count(),
+        report.rows.iter().filter(|r| r.3.is_some()).count()
+    );
     if !missed.is_empty() {
         println!("missed: {}", missed.join("; "));
     }
     if let Some(dir) = args.json.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&args.json, serde_json::to_string_pretty(&Value::Object(report.json))?)?;
+    std::fs::write(
+        &args.json,
+        serde_json::to_string_pretty(&Value::Object(report.json))?,
+    )?;
     println!("summary written to {}", args.json.display());
     Ok(())
 }

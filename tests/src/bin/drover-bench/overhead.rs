@@ -42,7 +42,12 @@ pub async fn overhead(
     })
 }
 
-async fn through_drover(stack: &Stack, playbook: u64, server: u64, agent: usize) -> anyhow::Result<(Duration, u64)> {
+async fn through_drover(
+    stack: &Stack,
+    playbook: u64,
+    server: u64,
+    agent: usize,
+) -> anyhow::Result<(Duration, u64)> {
     let started = Instant::now();
     let job = stack.submit(playbook, server, json!({})).await;
     let response = reqwest::Client::new()
@@ -96,7 +101,10 @@ async fn bare_runner(stack: &Stack, run: usize) -> anyhow::Result<Duration> {
     let runner = venv_bin("ansible-runner");
     let path = format!(
         "{}:{}",
-        runner.parent().map(|p| p.display().to_string()).unwrap_or_default(),
+        runner
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
         std::env::var("PATH").unwrap_or_default()
     );
     let started = Instant::now();
@@ -109,7 +117,10 @@ async fn bare_runner(stack: &Stack, run: usize) -> anyhow::Result<Duration> {
         .await?;
     let took = started.elapsed();
     if !output.status.success() {
-        anyhow::bail!("bare ansible-runner failed: {}", String::from_utf8_lossy(&output.stdout));
+        anyhow::bail!(
+            "bare ansible-runner failed: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(took)

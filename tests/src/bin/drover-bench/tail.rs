@@ -131,4 +131,3 @@ pub async fn tail_latency(
         nats: Samples::new(delays(nats)),
     })
 }
-
