@@ -91,6 +91,9 @@ impl Handler<StartJob> for PoolActor {
 
     fn handle(&mut self, start: StartJob, ctx: &mut Self::Context) {
         let job = start.dispatch.job_uuid;
+        if self.running.contains_key(&job) {
+            return; // a redelivered dispatch of a job this agent is running
+        }
         let actor = JobActor {
             dispatch: Some(start.dispatch),
             settings: self.settings.clone(),
@@ -220,11 +223,15 @@ async fn take(
     let job = dispatch.job_uuid;
     match bus::claim(&client, job, &settings.agent_id).await {
         Ok(reply) if reply.granted => {
+            tracing::info!(%job, id = dispatch.job_id, "claim granted");
+            pool_actor.do_send(StartJob { dispatch, slot });
+            // The claim is what counts; the ack only retires the dispatch message, so
+            // the job need not wait for it. A lost ack redelivers the dispatch: the
+            // coordinator refuses it once the job runs, and the pool ignores a job it
+            // is already running.
             if let Err(e) = message.double_ack().await {
                 tracing::warn!(%job, error = %e, "dispatch ack lost; the claim still holds");
             }
-            tracing::info!(%job, id = dispatch.job_id, "claim granted");
-            pool_actor.do_send(StartJob { dispatch, slot });
         }
         Ok(reply) => {
             tracing::info!(%job, reason = ?reply.reason, "claim refused; dispatch dropped");

@@ -224,7 +224,14 @@ impl Store {
                 return Ok(refuse(format!("unknown job {job_uuid}")));
             };
             match &job.agent_id {
-                Some(owner) if *owner == agent_id => return Ok(grant()),
+                // Its first reply was lost; once it has started, a redelivered dispatch
+                // must not start the job a second time.
+                Some(owner) if *owner == agent_id && job.status == JobStatus::Pending => {
+                    return Ok(grant());
+                }
+                Some(owner) if *owner == agent_id => {
+                    return Ok(refuse(format!("job {} is already {}", job.id, job.status)));
+                }
                 Some(owner) => {
                     return Ok(refuse(format!(
                         "job {} is claimed by agent {owner}",

@@ -137,6 +137,14 @@ async fn a_job_is_granted_to_one_agent_only() {
             .expect("lists")
             .is_empty()
     );
+    // Once it runs, even its own agent cannot claim it again (a redelivered dispatch).
+    store
+        .ingest(vec![status(job.uuid, "a", JobStatus::Running, 0)])
+        .await
+        .expect("ingests");
+    let again = store.claim(job.uuid, "a".into()).await.expect("claims");
+    assert!(!again.granted);
+    assert!(again.reason.unwrap_or_default().contains("already running"));
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@
 //! - memory of the coordinator and an agent, read from `/proc`.
 
 mod accept;
+mod cpu;
 mod dispatch;
 mod fake;
 mod fsync;
@@ -79,7 +80,7 @@ impl Sizes {
                 accept_for: Duration::from_secs(5),
                 dispatch_low: 200,
                 dispatch_rate_jobs: 1_000,
-                overhead_runs: 10,
+                overhead_runs: 20,
                 stream_jobs: 10,
             }
         }
@@ -166,6 +167,7 @@ async fn main() -> anyhow::Result<()> {
         Duration::from_millis(10),
     )
     .await?;
+    let cpu_start = cpu::now();
     let busy = dispatch::dispatch_latency(
         &stack,
         &client,
@@ -175,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
         Duration::from_millis(2),
     )
     .await?;
+    let dispatch_cpu = cpu::busy_percent(cpu_start);
     for (name, samples) in [
         ("dispatch latency, low load", &low),
         ("dispatch latency, 500 jobs/s", &busy),
@@ -187,9 +190,16 @@ async fn main() -> anyhow::Result<()> {
             Some(met),
         );
     }
+    report.row(
+        "CPU busy during the 500 jobs/s run (both cores)",
+        format!("{dispatch_cpu:.0} %"),
+        "",
+        None,
+    );
     report.json.insert(
         "dispatch_ms".into(),
         json!({
+            "cpu_busy_percent_at_500": dispatch_cpu,
             "low": {"p50": low.ms(50.0), "p99": low.ms(99.0), "jobs": low.len()},
             "rate_500": {"p50": busy.ms(50.0), "p99": busy.ms(99.0), "jobs": busy.len()},
         }),
@@ -234,6 +244,7 @@ async fn main() -> anyhow::Result<()> {
     let idle = tail::tail_latency(&stack, &client, &js, playbook, nowhere, &sizes).await?;
     let steady = (rate / 3.0).max(1_000.0);
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let cpu_start = cpu::now();
     let (loaded, sent) = tokio::join!(
         async {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -244,6 +255,7 @@ async fn main() -> anyhow::Result<()> {
         ingest::steady_load(&stack, &js, playbook, nowhere, &sizes, steady, stopped)
     );
     let (loaded, sent) = (loaded?, sent?);
+    let tail_cpu = cpu::busy_percent(cpu_start);
     let tail_met =
         |s: &Samples, p99: f64, idle: bool| (!idle || s.ms(50.0) <= 2.0) && s.ms(99.0) <= p99;
     report.row(
@@ -274,9 +286,15 @@ async fn main() -> anyhow::Result<()> {
         "",
         None,
     );
+    report.row(
+        "CPU busy during the ingest-load tail run (both cores)",
+        format!("{tail_cpu:.0} %"),
+        "",
+        None,
+    );
     report.json.insert("tail_ms".into(), json!({
         "idle": {"sse": {"p50": idle.sse.ms(50.0), "p99": idle.sse.ms(99.0)}, "nats": {"p50": idle.nats.ms(50.0), "p99": idle.nats.ms(99.0)}},
-        "under_ingest": {"lines_per_second": steady, "lines_sent": sent, "sse": {"p50": loaded.sse.ms(50.0), "p99": loaded.sse.ms(99.0)}, "nats": {"p50": loaded.nats.ms(50.0), "p99": loaded.nats.ms(99.0)}},
+        "under_ingest": {"cpu_busy_percent": tail_cpu, "lines_per_second": steady, "lines_sent": sent, "sse": {"p50": loaded.sse.ms(50.0), "p99": loaded.sse.ms(99.0)}, "nats": {"p50": loaded.nats.ms(50.0), "p99": loaded.nats.ms(99.0)}},
     }));
 
     let agent_idle = stack.agent_rss_kb(real_agent);
