@@ -28,10 +28,15 @@ pub async fn steady_load(
     let per_job = lines_per_second / sizes.ingest_jobs as f64;
     let every = Duration::from_secs_f64(sizes.batch_lines as f64 / per_job);
     let mut publishers = Vec::new();
-    for job in jobs {
+    let count = jobs.len() as u32;
+    for (index, job) in jobs.into_iter().enumerate() {
         let (js, batch, stopped) = (js.clone(), sizes.batch_lines, stopped.clone());
+        // Spread the agents' ticks over the period: a hundred agents do not publish in
+        // lock step, and a load that does measures its own bursts.
+        let phase = every * index as u32 / count.max(1);
         publishers.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + phase, every);
             let mut next = 1;
             while !*stopped.borrow() {
                 tick.tick().await;

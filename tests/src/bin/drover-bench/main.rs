@@ -81,7 +81,7 @@ impl Sizes {
                 dispatch_low: 200,
                 dispatch_rate_jobs: 1_000,
                 overhead_runs: 20,
-                stream_jobs: 10,
+                stream_jobs: 100,
             }
         }
     }
