@@ -11,9 +11,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Lines read from the store at a time.
-const PAGE: usize = 1000;
+const PAGE: usize = 256;
 /// Items buffered between the follower and its consumer; the follower waits when full.
-const QUEUE: usize = 1024;
+const QUEUE: usize = 256;
 /// Re-check the store this often even without a wake-up (belt and braces).
 const RECHECK: Duration = Duration::from_secs(5);
 

@@ -27,13 +27,19 @@ use writer::WriterHandle;
 pub const DB_FILE: &str = "drover.redb";
 /// redb's page cache. Its default (1 GiB) would let the coordinator's memory grow with
 /// the logs it reads; recent pages are what live watchers need.
-const CACHE_BYTES: usize = 64 * 1024 * 1024;
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
     writer: WriterHandle,
+    /// Reads running at once. Each takes a blocking-pool thread; a hundred live
+    /// streams must not mean a hundred threads (and their memory).
+    read_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most store reads in flight; more wait their turn (reads take well under 1 ms).
+const MAX_CONCURRENT_READS: usize = 8;
 
 impl Store {
     /// Opens (or creates) the store under `data_dir` and starts its writer thread.
@@ -52,7 +58,11 @@ impl Store {
         tables::create_all(&setup)?;
         setup.commit().map_err(redb::Error::from)?;
         let writer = writer::spawn(db.clone());
-        Ok(Store { db, writer })
+        Ok(Store {
+            db,
+            writer,
+            read_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_READS)),
+        })
     }
 
     /// Runs `f` against a consistent snapshot on the blocking pool.
@@ -62,6 +72,11 @@ impl Store {
         F: FnOnce(&ReadTransaction) -> Result<T, Error> + Send + 'static,
     {
         let db = self.db.clone();
+        let _slot = self
+            .read_slots
+            .acquire()
+            .await
+            .map_err(|_| Error::WriterGone)?;
         tokio::task::spawn_blocking(move || {
             let tx = db.begin_read().map_err(redb::Error::from)?;
             f(&tx)

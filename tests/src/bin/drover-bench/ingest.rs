@@ -35,8 +35,7 @@ pub async fn steady_load(
         // lock step, and a load that does measures its own bursts.
         let phase = every * index as u32 / count.max(1);
         publishers.push(tokio::spawn(async move {
-            let mut tick =
-                tokio::time::interval_at(tokio::time::Instant::now() + phase, every);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, every);
             let mut next = 1;
             while !*stopped.borrow() {
                 tick.tick().await;
