@@ -41,7 +41,9 @@ impl Store {
         let username = username.to_owned();
         self.write(move |tx| {
             let user = match find_user_id(tx, &username)? {
-                Some(id) => get_user_tx(tx, id)?,
+                Some(id) => {
+                    get_record_tx(tx, USERS, id)?.ok_or_else(|| Error::not_found("user", id))?
+                }
                 None => {
                     let user = UserRecord {
                         id: next_id(tx, "next_user")?,
@@ -123,12 +125,6 @@ impl Store {
 
 fn find_user_id(tx: &WriteTransaction, username: &str) -> Result<Option<u64>, Error> {
     Ok(tx.open_table(USERNAMES)?.get(username)?.map(|v| v.value()))
-}
-
-fn get_user_tx(tx: &WriteTransaction, id: u64) -> Result<UserRecord, Error> {
-    let users = tx.open_table(USERS)?;
-    let bytes = users.get(id)?.ok_or_else(|| Error::not_found("user", id))?;
-    decode(bytes.value())
 }
 
 /// Reads one msgpack record by id from a read snapshot.
