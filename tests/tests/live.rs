@@ -349,3 +349,79 @@ async fn drover_tail_over_http_and_nats_agree_and_exit_with_the_jobs_code() {
             .starts_with(&format!("job {uuid} failed: exit code 1"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_clients_choose_and_change_what_they_receive() {
+    let stack = Stack::start().await;
+    let server = stack.local_server().await;
+    let playbook = stack.playbook("short", &lines_playbook(3)).await;
+    let mut socket = ws_connect(&stack).await;
+
+    ws_send(&mut socket, json!({"action": "subscribe", "jobs": [999]})).await;
+    let refused = drover_tests::watchers::ws_next(&mut socket)
+        .await
+        .expect("reply");
+    assert_eq!(refused["type"], "error");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("job 999 not found")
+    );
+    ws_send(
+        &mut socket,
+        json!({"action": "subscribe", "statuses": true}),
+    )
+    .await;
+    let subscribed = drover_tests::watchers::ws_next(&mut socket)
+        .await
+        .expect("reply");
+    assert_eq!(
+        subscribed,
+        json!({"type": "subscribed", "statuses": true, "jobs": []})
+    );
+
+    // Every status of a new job arrives, without asking for the job by id.
+    let job = stack.submit(playbook, server, json!({})).await;
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("success") {
+        let message =
+            tokio::time::timeout(WATCH_TIMEOUT, drover_tests::watchers::ws_next(&mut socket))
+                .await
+                .expect("statuses arrive")
+                .expect("socket open");
+        if message["type"] == "status" && message["job_id"] == job["id"] {
+            seen.push(message["status"].as_str().unwrap_or("").to_owned());
+        }
+    }
+    assert_eq!(seen, ["pending", "running", "success"]);
+
+    // Unsubscribed, the client hears nothing of the next job.
+    ws_send(
+        &mut socket,
+        json!({"action": "unsubscribe", "statuses": true}),
+    )
+    .await;
+    let unsubscribed = drover_tests::watchers::ws_next(&mut socket)
+        .await
+        .expect("reply");
+    assert_eq!(
+        unsubscribed,
+        json!({"type": "subscribed", "statuses": false, "jobs": []})
+    );
+    let next = stack.submit(playbook, server, json!({})).await;
+    stack.wait_finished(id(&next), WATCH_TIMEOUT).await;
+    let quiet = tokio::time::timeout(
+        Duration::from_millis(500),
+        drover_tests::watchers::ws_next(&mut socket),
+    )
+    .await;
+    assert!(quiet.is_err(), "no message after unsubscribing: {quiet:?}");
+
+    // Garbage is answered with an error, and the connection stays usable.
+    ws_send(&mut socket, json!({"action": "dance"})).await;
+    let error = drover_tests::watchers::ws_next(&mut socket)
+        .await
+        .expect("reply");
+    assert_eq!(error["type"], "error");
+}
