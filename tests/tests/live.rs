@@ -16,8 +16,17 @@ fn lines_playbook(count: u64) -> String {
     )
 }
 
-/// Prints a line about every 0.3 s for several seconds: a job to watch while it runs.
-const SLOW_PLAYBOOK: &str = "- hosts: all\n  gather_facts: false\n  tasks:\n    - command: sleep 0.25\n      loop: \"{{ range(1, 26) | list }}\"\n";
+/// Twenty short tasks: a job that prints lines for several seconds. (A loop would not
+/// do: Ansible reports its items together.)
+fn slow_playbook() -> String {
+    let mut playbook = String::from("- hosts: all\n  gather_facts: false\n  tasks:\n");
+    for step in 1..=20 {
+        playbook.push_str(&format!(
+            "    - name: step {step}\n      command: sleep 0.3\n"
+        ));
+    }
+    playbook
+}
 
 fn id(job: &Value) -> u64 {
     job["id"].as_u64().expect("job id")
@@ -126,7 +135,7 @@ async fn every_watcher_sees_every_line_once_in_order() {
 async fn snapshot_then_stream_has_no_seam() {
     let stack = Stack::start().await;
     let server = stack.local_server().await;
-    let playbook = stack.playbook("slow", SLOW_PLAYBOOK).await;
+    let playbook = stack.playbook("slow", &slow_playbook()).await;
     let job = stack.submit(playbook, server, json!({})).await;
     let job_id = id(&job);
 
@@ -134,7 +143,16 @@ async fn snapshot_then_stream_has_no_seam() {
     let early = sse_events(&stack, job_id, None);
     let snapshots = async {
         let mut unions = Vec::new();
-        for wait_ms in [2000u64, 2000, 2000] {
+        // First as soon as the job has printed something, then twice more while it runs.
+        let deadline = std::time::Instant::now() + WATCH_TIMEOUT;
+        while stack.all_logs(job_id).await.len() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the job printed nothing"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for wait_ms in [0u64, 1500, 1500] {
             tokio::time::sleep(Duration::from_millis(wait_ms)).await;
             // Read what is stored now, then follow from its last line.
             let snapshot = numbered(&stack.all_logs(job_id).await);
