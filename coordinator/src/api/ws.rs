@@ -32,6 +32,8 @@ use warp::ws::{Message, WebSocket, Ws};
 pub const CLIENT_QUEUE: usize = 1024;
 /// How long a client's queue may stay full before the client is dropped.
 pub const SLOW_CLIENT_GRACE: Duration = Duration::from_secs(2);
+/// How long a dropped client has to read what was queued and the close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(30);
 /// Close code for "policy violation": the client did not keep up.
 const CLOSE_TOO_SLOW: u16 = 1008;
 
@@ -141,10 +143,7 @@ async fn serve(socket: WebSocket, state: AppState) {
     drop(queue);
     // A client that never reads again cannot hold the connection open for ever.
     let abort = writer.abort_handle();
-    if tokio::time::timeout(Duration::from_secs(10), writer)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(CLOSE_GRACE, writer).await.is_err() {
         abort.abort();
     }
 }
