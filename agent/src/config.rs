@@ -1,10 +1,10 @@
 //! The agent's configuration: flags, each also an environment variable.
 
 use clap::Parser;
+use drover_shared::protocol::DEFAULT_POOL;
 use std::path::PathBuf;
 
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
-pub const DEFAULT_POOL: &str = "default";
 pub const DEFAULT_CONCURRENCY: u32 = 4;
 
 #[derive(Debug, Clone, Parser)]

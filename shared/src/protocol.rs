@@ -86,6 +86,9 @@ pub fn parse_job_subject(subject: &str) -> Option<(Uuid, JobSubjectKind)> {
     Some((Uuid::parse_str(uuid).ok()?, kind))
 }
 
+/// Pool of servers registered without one, and of agents started without `--pool`.
+pub const DEFAULT_POOL: &str = "default";
+
 /// Pool names become subject tokens: letters, digits, `-` and `_` only.
 pub fn is_valid_pool_name(pool: &str) -> bool {
     !pool.is_empty()

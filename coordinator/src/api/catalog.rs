@@ -10,6 +10,7 @@ use crate::store::{NewPlaybook, NewServer, Role};
 use crate::validate;
 use bytes::Bytes;
 use drover_shared::Connection;
+use drover_shared::protocol::DEFAULT_POOL;
 use serde::Deserialize;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -49,9 +50,6 @@ fn default_ssh_port() -> u32 {
 fn default_ssh_user() -> String {
     "root".to_owned()
 }
-
-/// Servers registered without a pool are served by agents started with `--pool default`.
-pub const DEFAULT_POOL: &str = "default";
 
 fn default_pool() -> String {
     DEFAULT_POOL.to_owned()

@@ -326,7 +326,6 @@ fn print_summary(
 /// printing each line once, in order; exits with the job's exit code.
 async fn tail_nats(api: &Api, url: &str, job: &str, mut after: u64) -> anyhow::Result<i32> {
     use async_nats::jetstream::{self, consumer};
-    use drover_shared::JobStatus;
     use drover_shared::protocol::{self, JobSubjectKind, LogBatch, Message, StatusChange};
     use futures::StreamExt;
 
@@ -392,15 +391,10 @@ async fn tail_nats(api: &Api, url: &str, job: &str, mut after: u64) -> anyhow::R
                 (Some(start), Some(end)) => (end - start).num_milliseconds() as f64 / 1000.0,
                 _ => 0.0,
             };
-            let status = match change.status {
-                JobStatus::Success => "success",
-                JobStatus::Failed => "failed",
-                _ => "cancelled",
-            };
             print_summary(
                 &mut out,
                 &uuid.to_string(),
-                status,
+                change.status.as_str(),
                 code,
                 duration,
                 change.error.as_deref(),
