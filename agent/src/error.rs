@@ -10,6 +10,8 @@ pub enum Error {
     },
     #[error("ssh key '{path}' {why}")]
     Key { path: String, why: String },
+    #[error("ignored cancel request on '{subject}': {why}")]
+    BadCancel { subject: String, why: String },
     #[error("message bus error: {0}")]
     Nats(String),
     #[error(

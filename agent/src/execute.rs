@@ -1,7 +1,9 @@
 //! One job from dispatch to final status: write the private data dir, report `running`,
 //! run ansible-runner, publish its lines and events in batches as they come, enforce the
-//! timeout, then report the final status with the mapped exit code and resource usage.
+//! timeout and honour a cancel, then report the final status with the mapped exit code
+//! and resource usage.
 
+use crate::cancel::CancelSignal;
 use crate::publisher::{self, Outgoing, PublisherHandle};
 use crate::runner::events::EventReader;
 use crate::runner::{private_data, process};
@@ -44,23 +46,63 @@ struct Finish {
     error: Option<String>,
 }
 
-pub async fn execute(dispatch: JobDispatch, settings: Arc<Settings>, js: jetstream::Context) {
+/// Why the agent stopped a run before it ended by itself; the first reason wins.
+enum Stop {
+    Timeout,
+    Cancel { by_user: String },
+}
+
+/// ansible-runner has exited; its output is still read until the pipes close.
+struct Exited {
+    info: Option<process::ExitInfo>,
+    /// Past this, whatever still holds the pipes open is killed.
+    drain_until: Instant,
+}
+
+pub async fn execute(
+    dispatch: JobDispatch,
+    settings: Arc<Settings>,
+    js: jetstream::Context,
+    mut cancel: CancelSignal,
+) {
     let job = dispatch.job_uuid;
     let (publisher, published) = publisher::start(js, job);
-    let started_at = Utc::now();
+    match cancel.cancelled_by() {
+        // Cancelled between the claim and the start: nothing ran, so no `running` either.
+        Some(by_user) => {
+            tracing::info!(%job, %by_user, "job cancelled before it started");
+            let change = cancelled_before_start(&settings, &dispatch, &by_user);
+            publisher.send(Outgoing::Status(change)).await;
+        }
+        None => run_and_report(&dispatch, &settings, &publisher, &mut cancel).await,
+    }
+    drop(publisher);
+    if published.await.is_err() {
+        tracing::error!(%job, "publisher task failed");
+    }
+}
+
+async fn run_and_report(
+    dispatch: &JobDispatch,
+    settings: &Settings,
+    publisher: &PublisherHandle,
+    cancel: &mut CancelSignal,
+) {
+    let job = dispatch.job_uuid;
+    let started_at = Some(Utc::now());
     publisher
         .send(Outgoing::Status(status_change(
-            &settings,
-            &dispatch,
+            settings,
+            dispatch,
             JobStatus::Running,
             started_at,
         )))
         .await;
     let dir = settings.work_dir.join(format!("job-{job}"));
     let mut reader = EventReader::default();
-    let finish = run(&dispatch, &settings, &dir, &publisher, &mut reader).await;
+    let finish = run(dispatch, settings, &dir, publisher, &mut reader, cancel).await;
     tracing::info!(%job, status = %finish.status, exit_code = finish.exit_code, lines = reader.last_line(), "job finished");
-    let mut change = status_change(&settings, &dispatch, finish.status, started_at);
+    let mut change = status_change(settings, dispatch, finish.status, started_at);
     change.exit_code = Some(finish.exit_code);
     change.last_line = reader.last_line();
     change.completed_at = Some(Utc::now());
@@ -68,10 +110,6 @@ pub async fn execute(dispatch: JobDispatch, settings: Arc<Settings>, js: jetstre
     change.error = finish.error;
     change.host_recap = reader.host_recap().to_vec();
     publisher.send(Outgoing::Status(change)).await;
-    drop(publisher);
-    if published.await.is_err() {
-        tracing::error!(%job, "publisher task failed");
-    }
     if !settings.keep_work_dirs {
         let _ = tokio::fs::remove_dir_all(&dir).await;
     }
@@ -89,7 +127,7 @@ fn status_change(
     settings: &Settings,
     dispatch: &JobDispatch,
     status: JobStatus,
-    started_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
 ) -> StatusChange {
     StatusChange {
         job_uuid: dispatch.job_uuid,
@@ -97,7 +135,7 @@ fn status_change(
         status,
         exit_code: None,
         last_line: 0,
-        started_at: Some(started_at),
+        started_at,
         completed_at: None,
         resource_usage: None,
         error: None,
@@ -114,12 +152,45 @@ fn failed_before_start(exit_code: i32, error: String) -> Finish {
     }
 }
 
+fn cancelled(by_user: &str, reader: &EventReader, usage: Option<ResourceUsage>) -> Finish {
+    Finish {
+        status: JobStatus::Cancelled,
+        exit_code: exit_code(&reader.outcome(Termination::Cancelled)),
+        usage,
+        error: Some(format!("cancelled by {by_user}")),
+    }
+}
+
+/// The only status of a job cancelled before it started.
+fn cancelled_before_start(
+    settings: &Settings,
+    dispatch: &JobDispatch,
+    by_user: &str,
+) -> StatusChange {
+    let mut change = status_change(settings, dispatch, JobStatus::Cancelled, None);
+    change.exit_code = Some(exit_code(
+        &EventReader::default().outcome(Termination::Cancelled),
+    ));
+    change.completed_at = Some(Utc::now());
+    change.error = Some(format!("cancelled by {by_user} before it started"));
+    change
+}
+
+/// Waits until `at`, or forever when there is no such instant.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn run(
     dispatch: &JobDispatch,
     settings: &Settings,
     dir: &std::path::Path,
     publisher: &PublisherHandle,
     reader: &mut EventReader,
+    cancel: &mut CancelSignal,
 ) -> Finish {
     let key = match &dispatch.target.ssh_key_path {
         Some(relative) => match private_data::resolve_key(&settings.key_dir, relative) {
@@ -144,6 +215,11 @@ async fn run(
         Ok(Ok(())) => {}
         Ok(Err(e)) => return failed_before_start(exit_code::TASK_FAILURE, e.to_string()),
         Err(e) => return failed_before_start(exit_code::TASK_FAILURE, e.to_string()),
+    }
+    // Writing the data dir cannot be interrupted; a cancel that came meanwhile ends the
+    // job here, before anything runs.
+    if let Some(by_user) = cancel.cancelled_by() {
+        return cancelled(&by_user, reader, None);
     }
 
     let verbosity = "-".to_owned() + &"v".repeat(usize::from(dispatch.verbosity));
@@ -176,15 +252,14 @@ async fn run(
     };
     tracing::info!(job = %dispatch.job_uuid, pid = spawned.pid, "ansible-runner started");
 
-    let far_future = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
-    let deadline = dispatch.timeout_secs.map_or(far_future, |secs| {
-        Instant::now() + Duration::from_secs(secs)
-    });
-    let mut drain_until = far_future;
-    let mut timed_out = false;
-    let mut exit: Option<process::ExitInfo> = None;
-    let mut exit_pending = true;
+    let deadline = dispatch
+        .timeout_secs
+        .map(|secs| Instant::now() + Duration::from_secs(secs));
+    let mut stop: Option<Stop> = None;
+    let mut exited: Option<Exited> = None;
     loop {
+        // Timeout and cancel only stop a run that is still going, and only the first.
+        let may_stop = stop.is_none() && exited.is_none();
         tokio::select! {
             line = spawned.output.recv() => match line {
                 Some(line) => {
@@ -199,30 +274,41 @@ async fn run(
                 }
                 None => break,
             },
-            info = &mut spawned.exit, if exit_pending => {
-                exit_pending = false;
-                exit = info.ok();
-                drain_until = Instant::now() + DRAIN_GRACE;
+            info = &mut spawned.exit, if exited.is_none() => {
+                exited = Some(Exited {
+                    info: info.ok(),
+                    drain_until: Instant::now() + DRAIN_GRACE,
+                });
             }
-            () = tokio::time::sleep_until(deadline), if !timed_out && exit_pending => {
-                timed_out = true;
+            () = sleep_until(deadline), if may_stop => {
+                stop = Some(Stop::Timeout);
                 tracing::warn!(job = %dispatch.job_uuid, "timeout reached; stopping the run");
                 kill(&marker).await;
             }
-            () = tokio::time::sleep_until(drain_until) => {
+            by_user = cancel.requested(), if may_stop => {
+                tracing::info!(job = %dispatch.job_uuid, %by_user, "job cancelled; stopping the run");
+                stop = Some(Stop::Cancel { by_user });
+                kill(&marker).await;
+            }
+            () = sleep_until(exited.as_ref().map(|e| e.drain_until)) => {
                 // Something the playbook started still holds the output open.
                 kill(&marker).await;
                 break;
             }
         }
     }
-    if exit_pending {
-        exit = (&mut spawned.exit).await.ok();
-    }
-    let termination = match (timed_out, exit.and_then(|e| e.code)) {
-        (true, _) => Termination::TimedOut,
-        (false, Some(code)) => Termination::Exited(code),
-        (false, None) => Termination::Crashed,
+    let exit = match exited {
+        Some(exited) => exited.info,
+        None => (&mut spawned.exit).await.ok(),
+    };
+    let usage = exit.map(|e| e.usage);
+    let termination = match stop {
+        Some(Stop::Cancel { by_user }) => return cancelled(&by_user, reader, usage),
+        Some(Stop::Timeout) => Termination::TimedOut,
+        None => match exit.and_then(|e| e.code) {
+            Some(code) => Termination::Exited(code),
+            None => Termination::Crashed,
+        },
     };
     let code = exit_code(&reader.outcome(termination));
     Finish {
@@ -232,7 +318,7 @@ async fn run(
             JobStatus::Failed
         },
         exit_code: code,
-        usage: exit.map(|e| e.usage),
+        usage,
         error: match termination {
             Termination::TimedOut => Some(format!(
                 "timed out after {} s",
@@ -306,3 +392,6 @@ async fn publish_output(
             .await;
     }
 }
+
+#[cfg(test)]
+mod tests;

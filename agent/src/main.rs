@@ -3,10 +3,8 @@ use clap::Parser;
 use drover_agent::config::Config;
 use drover_agent::execute::Settings;
 use drover_agent::pool::{PoolActor, Stop};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use tokio::sync::Semaphore;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
@@ -36,7 +34,6 @@ fn main() -> anyhow::Result<()> {
 async fn start(config: Config) -> anyhow::Result<()> {
     let agent_id = config.agent_id();
     let client = drover_agent::bus::connect(&config.nats_url, &agent_id).await?;
-    let js = async_nats::jetstream::new(client.clone());
     let settings = Arc::new(Settings {
         agent_id: agent_id.clone(),
         work_dir: config.work_dir.clone(),
@@ -47,16 +44,13 @@ async fn start(config: Config) -> anyhow::Result<()> {
         stopping: AtomicBool::new(false),
     });
     tracing::info!(agent = %agent_id, pool = %config.pool, runner = %settings.runner.display(), "agent starting");
-    let pool = PoolActor {
+    let pool = PoolActor::new(
         settings,
         client,
-        js,
-        pool: config.pool.clone(),
-        concurrency: config.concurrency,
-        labels: config.labels.clone(),
-        running: HashMap::new(),
-        slots: Arc::new(Semaphore::new(config.concurrency as usize)),
-    }
+        config.pool.clone(),
+        config.concurrency,
+        config.labels.clone(),
+    )
     .start();
     actix::spawn(async move {
         wait_for_signal().await;

@@ -1,8 +1,10 @@
 //! The pool actor: pulls dispatches from the pool's work queue while it has a free slot,
 //! claims each from the coordinator, and starts a [`JobActor`] for every granted claim.
-//! It also announces the agent with heartbeats.
+//! It routes cancels to running jobs and remembers those of jobs not started yet. It
+//! also announces the agent with heartbeats.
 
 use crate::bus;
+use crate::cancel::{self, Cancel, RecentlyCancelled};
 use crate::execute::Settings;
 use crate::job::JobActor;
 use actix::prelude::*;
@@ -32,7 +34,32 @@ pub struct PoolActor {
     pub concurrency: u32,
     pub labels: Vec<String>,
     pub running: HashMap<Uuid, Addr<JobActor>>,
+    /// Cancels that came before their job's start: a claim granted just before the
+    /// cancel reaches the pool after it.
+    pub recently_cancelled: RecentlyCancelled,
     pub slots: Arc<Semaphore>,
+}
+
+impl PoolActor {
+    pub fn new(
+        settings: Arc<Settings>,
+        client: async_nats::Client,
+        pool: String,
+        concurrency: u32,
+        labels: Vec<String>,
+    ) -> Self {
+        Self {
+            settings,
+            js: jetstream::new(client.clone()),
+            client,
+            pool,
+            concurrency,
+            labels,
+            running: HashMap::new(),
+            recently_cancelled: RecentlyCancelled::default(),
+            slots: Arc::new(Semaphore::new(concurrency as usize)),
+        }
+    }
 }
 
 impl Actor for PoolActor {
@@ -48,6 +75,7 @@ impl Actor for PoolActor {
             self.slots.clone(),
         );
         actix::spawn(puller);
+        actix::spawn(cancel::listen(self.client.clone(), ctx.address()));
         ctx.run_interval(HEARTBEAT_EVERY, |actor, _| actor.heartbeat());
         self.heartbeat();
     }
@@ -94,14 +122,37 @@ impl Handler<StartJob> for PoolActor {
         if self.running.contains_key(&job) {
             return; // a redelivered dispatch of a job this agent is running
         }
-        let actor = JobActor {
-            dispatch: Some(start.dispatch),
-            settings: self.settings.clone(),
-            js: self.js.clone(),
-            pool: ctx.address(),
-            _slot: start.slot,
-        };
+        let actor = JobActor::new(
+            start.dispatch,
+            self.settings.clone(),
+            self.js.clone(),
+            ctx.address(),
+            start.slot,
+        );
+        // The job still goes through its actor, so its `cancelled` status is published
+        // the way every status is and its slot is freed when it is done.
+        if let Some(by_user) = self.recently_cancelled.take(&job) {
+            actor.cancel(by_user);
+        }
         self.running.insert(job, actor.start());
+    }
+}
+
+impl Handler<Cancel> for PoolActor {
+    type Result = ();
+
+    fn handle(&mut self, cancel: Cancel, _: &mut Self::Context) {
+        let (job, by_user) = (cancel.job, &cancel.by_user);
+        match self.running.get(&job) {
+            Some(actor) => {
+                tracing::info!(%job, %by_user, "cancel requested; stopping the job");
+                actor.do_send(cancel);
+            }
+            None => {
+                tracing::info!(%job, %by_user, "cancel requested for a job not running here");
+                self.recently_cancelled.insert(cancel.job, cancel.by_user);
+            }
+        }
     }
 }
 
@@ -245,3 +296,6 @@ async fn take(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
