@@ -16,6 +16,9 @@ pub enum Error {
     },
     #[error("the store's writer has stopped; restart the coordinator")]
     WriterGone,
+    /// A failure inside the coordinator that no request can cause (a task panicked).
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("{kind} {id} not found")]
     NotFound { kind: &'static str, id: String },
     #[error("{0}")]
@@ -28,6 +31,8 @@ pub enum Error {
     BadRequest(String),
     #[error("missing or unknown API token; send 'Authorization: Bearer <token>'")]
     Unauthorized,
+    #[error("invalid username or password")]
+    BadCredentials,
     #[error("{0}")]
     Forbidden(String),
     #[error("request body too large: {0}")]

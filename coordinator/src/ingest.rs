@@ -21,10 +21,16 @@ const CHUNK: usize = 512;
 /// Unacknowledged messages JetStream lets us hold; bounds memory under a flood.
 const MAX_ACK_PENDING: i64 = 8192;
 
-pub async fn run(js: jetstream::Context, store: Store, hub: Arc<Hub>, mut shutdown: Shutdown) {
+pub async fn run(
+    client: async_nats::Client,
+    js: jetstream::Context,
+    store: Store,
+    hub: Arc<Hub>,
+    mut shutdown: Shutdown,
+) {
     loop {
         tokio::select! {
-            result = consume(&js, &store, &hub) => {
+            result = consume(&client, &js, &store, &hub) => {
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "ingest interrupted; resuming in 1 s");
                 }
@@ -38,7 +44,12 @@ pub async fn run(js: jetstream::Context, store: Store, hub: Arc<Hub>, mut shutdo
     }
 }
 
-async fn consume(js: &jetstream::Context, store: &Store, hub: &Hub) -> Result<(), String> {
+async fn consume(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    store: &Store,
+    hub: &Hub,
+) -> Result<(), String> {
     let stream = js
         .get_stream(JOBS_STREAM)
         .await
@@ -76,6 +87,9 @@ async fn consume(js: &jetstream::Context, store: &Store, hub: &Hub) -> Result<()
         let ingested = store.ingest(decoded).await.map_err(|e| e.to_string())?;
         // Stored: now live watchers may read it.
         hub.publish(&ingested.progress);
+        for job in ingested.stop_agents {
+            crate::cancel::send(client, job, "the coordinator").await;
+        }
         for outcome in ingested.outcomes {
             if let IngestOutcome::Rejected(reason) = outcome {
                 tracing::warn!(%reason, "rejected a message from an agent");

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod bus;
+pub mod cancel;
 pub mod claims;
 pub mod config;
 pub mod dispatch;
@@ -18,6 +19,9 @@ pub mod error;
 pub mod follow;
 pub mod hub;
 pub mod ingest;
+pub mod password;
+pub mod playbook_yaml;
+pub mod redact;
 pub mod shutdown;
 pub mod store;
 pub mod validate;
@@ -45,6 +49,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
 
     let state = AppState {
         store: store.clone(),
+        client: client.clone(),
         js: js.clone(),
         undispatched: Arc::default(),
         hub: Arc::default(),
@@ -59,12 +64,18 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
         shutdown.clone(),
     ));
     tokio::spawn(ingest::run(
+        client.clone(),
         js.clone(),
         store.clone(),
         state.hub.clone(),
         shutdown.clone(),
     ));
     tokio::spawn(dispatch::redispatch_loop(state.clone(), shutdown.clone()));
+    tokio::spawn(cancel::resend_loop(
+        client.clone(),
+        store.clone(),
+        shutdown.clone(),
+    ));
 
     let address = listener.local_addr().map_err(|source| Error::Io {
         path: "http listener".into(),

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 /// Lifecycle of a job: `pending → running → success | failed | cancelled`
 /// (a pending job may also be cancelled).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     Pending,
@@ -79,7 +79,7 @@ impl FromStr for JobStatus {
 }
 
 /// The spec's log levels, serialized in upper case as the spec shows them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum LogLevel {
     Debug,
@@ -106,7 +106,7 @@ impl fmt::Display for LogLevel {
 }
 
 /// How Ansible reaches a server: over SSH (the default) or on the agent host itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Connection {
     #[default]

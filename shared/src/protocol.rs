@@ -231,7 +231,7 @@ impl Message for EventBatch {
 }
 
 /// CPU and memory the run cost on the agent host.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResourceUsage {
     pub cpu_user_secs: f64,
     pub cpu_system_secs: f64,
@@ -258,7 +258,7 @@ pub struct StatusChange {
 }
 
 /// One host's line of the play recap.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostRecap {
     pub host: String,
     pub ok: u64,

@@ -11,21 +11,26 @@ pub fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// The user behind an `Authorization: Bearer <token>` header and the token's id.
+pub async fn authenticate(store: &Store, header: Option<&str>) -> Result<(UserRecord, u64), Error> {
+    let token = header
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .ok_or(Error::Unauthorized)?;
+    store
+        .user_for_token(hash_token(token))
+        .await?
+        .ok_or(Error::Unauthorized)
+}
+
 /// The user behind an `Authorization: Bearer <token>` header, if they have `needed`.
 pub async fn authorize(
     store: &Store,
     header: Option<&str>,
     needed: Role,
 ) -> Result<UserRecord, Error> {
-    let token = header
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|token| !token.is_empty())
-        .ok_or(Error::Unauthorized)?;
-    let user = store
-        .user_for_token(hash_token(token))
-        .await?
-        .ok_or(Error::Unauthorized)?;
+    let (user, _) = authenticate(store, header).await?;
     if user.role < needed {
         return Err(Error::Forbidden(
             format!(

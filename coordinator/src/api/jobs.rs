@@ -1,17 +1,25 @@
-//! `POST /jobs`, `GET /jobs/{id}`, `GET /jobs/{id}/logs`.
+//! `POST /jobs`, `GET /jobs`, `GET /jobs/statistics`, `GET /jobs/{id}` and what a job
+//! shows: its logs, events and per-host recap.
 
 use super::AppState;
+use super::audit;
 use super::auth::authorize;
 use super::body;
+use super::list_views::{JobSummaryView, PageView, StatisticsView};
+use super::query::{self, Query};
 use super::reply::respond;
 use super::views::{EventView, JobView, LogPageView};
 use crate::dispatch;
 use crate::error::Error;
-use crate::store::{JobDetail, JobFilter, JobProgress, NewJob, Role};
+use crate::store::{
+    JobDetail, JobFilter, JobProgress, JobQuery, JobRecord, NewJob, PlaybookRecord, Role,
+    ServerRecord,
+};
 use crate::validate;
 use bytes::Bytes;
 use serde::Deserialize;
 use std::collections::HashMap;
+use utoipa::ToSchema;
 use uuid::Uuid;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -23,12 +31,13 @@ const MAX_LOG_LIMIT: usize = 5000;
 /// Highest ansible-playbook verbosity (`-vvvvv`).
 const MAX_VERBOSITY: u8 = 5;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateJob {
+pub struct CreateJob {
     playbook_id: u64,
     server_id: u64,
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     extra_vars: serde_json::Value,
     /// Seconds; overrides the playbook's default timeout.
     timeout: Option<u64>,
@@ -54,16 +63,31 @@ pub async fn create(state: AppState, auth: Option<String>, raw: Bytes) -> Respon
         if request.timeout == Some(0) {
             return Err(Error::Invalid("timeout must be at least 1 second".into()));
         }
+        let audit = audit::entry(
+            &user,
+            "POST /jobs",
+            serde_json::json!({
+                "playbook_id": request.playbook_id,
+                "server_id": request.server_id,
+                "extra_vars": request.extra_vars,
+                "timeout": request.timeout,
+                "verbosity": request.verbosity,
+            }),
+        );
         let (job, playbook, server) = state
             .store
-            .create_job(NewJob {
-                playbook_id: request.playbook_id,
-                server_id: request.server_id,
-                user_id: user.id,
-                extra_vars: request.extra_vars,
-                timeout_secs: request.timeout,
-                verbosity: request.verbosity,
-            })
+            .create_job(
+                NewJob {
+                    playbook_id: request.playbook_id,
+                    server_id: request.server_id,
+                    user_id: user.id,
+                    extra_vars: request.extra_vars,
+                    timeout_secs: request.timeout,
+                    verbosity: request.verbosity,
+                    retry_of: None,
+                },
+                audit,
+            )
             .await
             .map_err(|e| match e {
                 // The ids come from the body, so a missing record is a bad request value.
@@ -72,12 +96,7 @@ pub async fn create(state: AppState, auth: Option<String>, raw: Bytes) -> Respon
                 }
                 other => other,
             })?;
-        state.hub.publish(&[JobProgress::of(&job, true)]);
-        // The job is durable now; if the bus is down the redispatcher retries it.
-        if let Err(e) = dispatch::publish(&state.js, &job, &playbook, &server).await {
-            tracing::warn!(job = job.id, error = %e, "dispatch deferred");
-            state.undispatched.insert(job.id);
-        }
+        announce(&state, &job, &playbook, &server).await;
         Ok(JobView::from(JobDetail {
             job,
             playbook: Some(playbook),
@@ -87,6 +106,54 @@ pub async fn create(state: AppState, auth: Option<String>, raw: Bytes) -> Respon
     }
     .await;
     respond(StatusCode::CREATED, result)
+}
+
+/// Tells watchers about a new job and hands it to its pool. The job is durable already;
+/// if the bus is down the redispatcher retries it.
+pub(super) async fn announce(
+    state: &AppState,
+    job: &JobRecord,
+    playbook: &PlaybookRecord,
+    server: &ServerRecord,
+) {
+    state.hub.publish(&[JobProgress::of(job, true)]);
+    if let Err(e) = dispatch::publish(&state.js, job, playbook, server).await {
+        tracing::warn!(job = job.id, error = %e, "dispatch deferred");
+        state.undispatched.insert(job.id);
+    }
+}
+
+/// `GET /jobs?status=&playbook_id=&server_id=&user_id=&created_after=&created_before=&page=&per_page=`,
+/// newest first.
+pub async fn list(state: AppState, auth: Option<String>, query: Query) -> Response {
+    let result = async {
+        authorize(&state.store, auth.as_deref(), Role::Viewer).await?;
+        let request = JobQuery {
+            status: query::status(&query)?,
+            playbook_id: query::optional_number(&query, "playbook_id")?,
+            server_id: query::optional_number(&query, "server_id")?,
+            user_id: query::optional_number(&query, "user_id")?,
+            created_after: query::time(&query, "created_after")?,
+            created_before: query::time(&query, "created_before")?,
+            page: query::page(&query)?,
+        };
+        let page = state.store.list_jobs(request).await?;
+        Ok::<_, Error>(PageView::new(page, JobSummaryView::from))
+    }
+    .await;
+    respond(StatusCode::OK, result)
+}
+
+/// `GET /jobs/statistics[?user_id=N]`.
+pub async fn statistics(state: AppState, auth: Option<String>, query: Query) -> Response {
+    let result = async {
+        authorize(&state.store, auth.as_deref(), Role::Viewer).await?;
+        let user_id = query::optional_number(&query, "user_id")?;
+        let stats = state.store.statistics(user_id).await?;
+        Ok::<_, Error>(StatisticsView::from(stats))
+    }
+    .await;
+    respond(StatusCode::OK, result)
 }
 
 /// `GET /jobs/42` or `GET /jobs/550e8400-e29b-41d4-a716-446655440000`.
@@ -145,17 +212,8 @@ fn page_limit(query: &HashMap<String, String>) -> Result<usize, Error> {
     Ok(limit as usize)
 }
 
-pub(super) fn query_number(
-    query: &HashMap<String, String>,
-    name: &str,
-    default: u64,
-) -> Result<u64, Error> {
-    match query.get(name) {
-        None => Ok(default),
-        Some(raw) => raw.parse().map_err(|_| {
-            Error::BadRequest(format!("{name} '{raw}' is not a non-negative integer"))
-        }),
-    }
+pub(super) fn query_number(query: &Query, name: &str, default: u64) -> Result<u64, Error> {
+    query::number(query, name, default)
 }
 
 /// `GET /jobs/{id}/events?after_counter=N&limit=M`: ansible-runner events, oldest first.

@@ -2,12 +2,20 @@
 //! strictly, calls the store, and answers JSON: the spec's shapes, or
 //! `{"error", "detail"}` with the status of the error's kind.
 
+mod admin_views;
+mod audit;
 mod auth;
 mod body;
 mod catalog;
+mod job_actions;
 mod jobs;
+mod list_views;
+pub mod openapi;
+mod query;
 mod reply;
 mod stream;
+mod tickets;
+mod users;
 mod views;
 mod ws;
 
@@ -17,11 +25,13 @@ use crate::error::Error;
 use crate::hub::Hub;
 use crate::store::Store;
 use async_nats::jetstream;
+use bytes::Bytes;
 use dashmap::DashSet;
 use reply::{error_response, json};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
+use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
@@ -30,6 +40,7 @@ use warp::{Filter, Rejection};
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub client: async_nats::Client,
     pub js: jetstream::Context,
     /// Jobs stored but not yet on the bus (it was down); the redispatcher retries them.
     pub undispatched: Arc<DashSet<u64>>,
@@ -40,89 +51,294 @@ pub struct AppState {
 pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
-    let with_state = warp::any().map(move || state.clone());
-    let auth = warp::header::optional::<String>("authorization");
-    let json_body = warp::body::content_length_limit(body::MAX_BODY_BYTES).and(warp::body::bytes());
-
-    let healthz = warp::path!("healthz")
-        .and(warp::get())
-        .map(|| json(StatusCode::OK, &serde_json::json!({"status": "ok"})));
-    let create_job = warp::path!("jobs")
-        .and(warp::post())
-        .and(with_state.clone())
-        .and(auth)
-        .and(json_body)
-        .then(jobs::create);
-    let get_job = warp::path!("jobs" / String)
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(auth)
-        .then(|id, state, auth| jobs::get(state, id, auth));
-    let job_logs = warp::path!("jobs" / String / "logs")
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(auth)
-        .and(warp::query::<HashMap<String, String>>())
-        .then(|id, state, auth, query| jobs::logs(state, id, auth, query));
-    let query = || warp::query::<HashMap<String, String>>();
-    let stream_logs = warp::path!("jobs" / String / "logs" / "stream")
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(auth)
-        .and(warp::header::optional::<String>("last-event-id"))
-        .and(query())
-        .then(|id, state, auth, last, query| stream::logs(state, id, auth, last, query));
-    let job_events = warp::path!("jobs" / String / "events")
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(auth)
-        .and(query())
-        .then(|id, state, auth, query| jobs::events(state, id, auth, query));
-    let job_hosts = warp::path!("jobs" / String / "hosts")
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(auth)
-        .then(|id, state, auth| jobs::hosts(state, id, auth));
-    let websocket = warp::path!("ws")
-        .and(with_state.clone())
-        .and(warp::ws())
-        .and(auth)
-        .and(query())
-        .then(ws::upgrade);
-    let create_playbook = warp::path!("playbooks")
-        .and(warp::post())
-        .and(with_state.clone())
-        .and(auth)
-        .and(json_body)
-        .then(catalog::create_playbook);
-    let create_server = warp::path!("servers")
-        .and(warp::post())
-        .and(with_state)
-        .and(auth)
-        .and(json_body)
-        .then(catalog::create_server);
-
-    healthz
-        .or(create_job)
+    jobs_routes(state.clone())
+        .or(catalog_routes(state.clone()))
         .unify()
-        .or(get_job)
-        .unify()
-        .or(job_logs)
-        .unify()
-        .or(stream_logs)
-        .unify()
-        .or(job_events)
-        .unify()
-        .or(job_hosts)
-        .unify()
-        .or(websocket)
-        .unify()
-        .or(create_playbook)
-        .unify()
-        .or(create_server)
+        .or(people_routes(state))
         .unify()
         .recover(recover)
         .unify()
+}
+
+type Route = BoxedFilter<(Response,)>;
+
+fn with(state: AppState) -> BoxedFilter<(AppState,)> {
+    warp::any().map(move || state.clone()).boxed()
+}
+
+fn auth() -> BoxedFilter<(Option<String>,)> {
+    warp::header::optional::<String>("authorization").boxed()
+}
+
+fn json_body() -> BoxedFilter<(Bytes,)> {
+    warp::body::content_length_limit(body::MAX_BODY_BYTES)
+        .and(warp::body::bytes())
+        .boxed()
+}
+
+fn query() -> BoxedFilter<(HashMap<String, String>,)> {
+    warp::query::<HashMap<String, String>>().boxed()
+}
+
+fn jobs_routes(state: AppState) -> Route {
+    let s = || with(state.clone());
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| json(StatusCode::OK, &serde_json::json!({"status": "ok"})));
+    let openapi = warp::path!("openapi.json")
+        .and(warp::get())
+        .map(|| json(StatusCode::OK, &openapi::document()));
+    let create = warp::path!("jobs")
+        .and(warp::post())
+        .and(s())
+        .and(auth())
+        .and(json_body())
+        .then(jobs::create);
+    let list = warp::path!("jobs")
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .and(query())
+        .then(jobs::list);
+    let statistics = warp::path!("jobs" / "statistics")
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .and(query())
+        .then(jobs::statistics);
+    let get = warp::path!("jobs" / String)
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .then(|id, state, auth| jobs::get(state, id, auth));
+    let logs = warp::path!("jobs" / String / "logs")
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .and(query())
+        .then(|id, state, auth, query| jobs::logs(state, id, auth, query));
+    let stream_logs = warp::path!("jobs" / String / "logs" / "stream")
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .and(warp::header::optional::<String>("last-event-id"))
+        .and(query())
+        .then(|id, state, auth, last, query| stream::logs(state, id, auth, last, query));
+    let events = warp::path!("jobs" / String / "events")
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .and(query())
+        .then(|id, state, auth, query| jobs::events(state, id, auth, query));
+    let hosts = warp::path!("jobs" / String / "hosts")
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .then(|id, state, auth| jobs::hosts(state, id, auth));
+    let cancel = warp::path!("jobs" / String / "cancel")
+        .and(warp::post())
+        .and(s())
+        .and(auth())
+        .then(|id, state, auth| job_actions::cancel(state, id, auth));
+    let retry = warp::path!("jobs" / String / "retry")
+        .and(warp::post())
+        .and(s())
+        .and(auth())
+        .then(|id, state, auth| job_actions::retry(state, id, auth));
+    let ticket = warp::path!("jobs" / String / "ticket")
+        .and(warp::post())
+        .and(s())
+        .and(auth())
+        .and(json_body())
+        .then(|id, state, auth, body| job_actions::ticket(state, id, auth, body));
+    let websocket = warp::path!("ws")
+        .and(s())
+        .and(warp::ws())
+        .and(auth())
+        .and(query())
+        .then(ws::upgrade);
+    healthz
+        .or(openapi)
+        .unify()
+        .or(create)
+        .unify()
+        .or(list)
+        .unify()
+        .or(statistics)
+        .unify()
+        .or(get)
+        .unify()
+        .boxed()
+        .or(logs)
+        .unify()
+        .or(stream_logs)
+        .unify()
+        .or(events)
+        .unify()
+        .or(hosts)
+        .unify()
+        .or(cancel)
+        .unify()
+        .or(retry)
+        .unify()
+        .or(ticket)
+        .unify()
+        .or(websocket)
+        .unify()
+        .boxed()
+}
+
+fn catalog_routes(state: AppState) -> Route {
+    let s = || with(state.clone());
+    let create_playbook = warp::path!("playbooks")
+        .and(warp::post())
+        .and(s())
+        .and(auth())
+        .and(json_body())
+        .then(catalog::create_playbook);
+    let list_playbooks = warp::path!("playbooks")
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .and(query())
+        .then(catalog::list_playbooks);
+    let get_playbook = warp::path!("playbooks" / String)
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .then(|id, state, auth| catalog::get_playbook(state, id, auth));
+    let update_playbook = warp::path!("playbooks" / String)
+        .and(warp::put())
+        .and(s())
+        .and(auth())
+        .and(json_body())
+        .then(|id, state, auth, body| catalog::update_playbook(state, id, auth, body));
+    let delete_playbook = warp::path!("playbooks" / String)
+        .and(warp::delete())
+        .and(s())
+        .and(auth())
+        .then(|id, state, auth| catalog::delete_playbook(state, id, auth));
+    let create_server = warp::path!("servers")
+        .and(warp::post())
+        .and(s())
+        .and(auth())
+        .and(json_body())
+        .then(catalog::create_server);
+    let list_servers = warp::path!("servers")
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .and(query())
+        .then(catalog::list_servers);
+    let get_server = warp::path!("servers" / String)
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .then(|id, state, auth| catalog::get_server(state, id, auth));
+    let update_server = warp::path!("servers" / String)
+        .and(warp::put())
+        .and(s())
+        .and(auth())
+        .and(json_body())
+        .then(|id, state, auth, body| catalog::update_server(state, id, auth, body));
+    let delete_server = warp::path!("servers" / String)
+        .and(warp::delete())
+        .and(s())
+        .and(auth())
+        .then(|id, state, auth| catalog::delete_server(state, id, auth));
+    create_playbook
+        .or(list_playbooks)
+        .unify()
+        .or(get_playbook)
+        .unify()
+        .or(update_playbook)
+        .unify()
+        .or(delete_playbook)
+        .unify()
+        .boxed()
+        .or(create_server)
+        .unify()
+        .or(list_servers)
+        .unify()
+        .or(get_server)
+        .unify()
+        .or(update_server)
+        .unify()
+        .or(delete_server)
+        .unify()
+        .boxed()
+}
+
+fn people_routes(state: AppState) -> Route {
+    let s = || with(state.clone());
+    let create_user = warp::path!("users")
+        .and(warp::post())
+        .and(s())
+        .and(auth())
+        .and(json_body())
+        .then(users::create);
+    let list_users = warp::path!("users")
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .and(query())
+        .then(users::list);
+    let get_user = warp::path!("users" / String)
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .then(|id, state, auth| users::get(state, id, auth));
+    let login = warp::path!("auth" / "token")
+        .and(warp::post())
+        .and(s())
+        .and(json_body())
+        .then(users::login);
+    let logout = warp::path!("auth" / "token")
+        .and(warp::delete())
+        .and(s())
+        .and(auth())
+        .then(users::revoke_own);
+    let revoke = warp::path!("auth" / "tokens" / String)
+        .and(warp::delete())
+        .and(s())
+        .and(auth())
+        .then(|id, state, auth| users::revoke_by_id(state, id, auth));
+    let list_tickets = warp::path!("tickets")
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .and(query())
+        .then(tickets::list);
+    let get_ticket = warp::path!("tickets" / String)
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .then(|id, state, auth| tickets::get(state, id, auth));
+    let audit_trail = warp::path!("audit")
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .and(query())
+        .then(audit::list);
+    create_user
+        .or(list_users)
+        .unify()
+        .or(get_user)
+        .unify()
+        .or(login)
+        .unify()
+        .or(logout)
+        .unify()
+        .boxed()
+        .or(revoke)
+        .unify()
+        .or(list_tickets)
+        .unify()
+        .or(get_ticket)
+        .unify()
+        .or(audit_trail)
+        .unify()
+        .boxed()
 }
 
 /// Requests no route took: unknown paths, wrong methods, oversized or unreadable bodies.

@@ -24,11 +24,15 @@ pub fn error_response(error: &Error) -> Response {
         Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
         Error::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
         Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-        Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        Error::Unauthorized | Error::BadCredentials => (StatusCode::UNAUTHORIZED, "unauthorized"),
         Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
         Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
         Error::Nats(_) => (StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable"),
-        Error::Storage(_) | Error::Codec(_) | Error::Io { .. } | Error::WriterGone => {
+        Error::Storage(_)
+        | Error::Codec(_)
+        | Error::Io { .. }
+        | Error::WriterGone
+        | Error::Internal(_) => {
             tracing::error!(error = %error, "request failed inside the coordinator");
             (StatusCode::INTERNAL_SERVER_ERROR, "internal")
         }
@@ -42,8 +46,9 @@ pub fn error_response(error: &Error) -> Response {
     )
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    #[schema(value_type = String)]
     pub error: &'static str,
     pub detail: String,
 }

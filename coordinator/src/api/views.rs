@@ -1,40 +1,41 @@
 //! The JSON shapes of the spec, built from store records.
 
-use crate::store::{JobDetail, LogPage, LogRecord, PlaybookRecord, ServerRecord};
+use crate::store::{JobDetail, LogPage, LogRecord, PlaybookRecord, Role, ServerRecord};
 use chrono::{DateTime, Utc};
 use drover_shared::protocol::ResourceUsage;
 use drover_shared::{JobStatus, LogLevel};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// Times are UTC, printed as the spec prints them (`2024-01-08T10:00:05`).
 pub fn timestamp(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%S").to_string()
 }
 
-fn opt_timestamp(at: Option<DateTime<Utc>>) -> Option<String> {
+pub fn opt_timestamp(at: Option<DateTime<Utc>>) -> Option<String> {
     at.map(timestamp)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PlaybookRef {
     pub id: u64,
     pub name: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ServerRef {
     pub id: u64,
     pub hostname: String,
     pub ip_address: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct UserRef {
     pub id: u64,
     pub username: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct JobView {
     pub id: u64,
     pub job_id: String,
@@ -42,6 +43,7 @@ pub struct JobView {
     pub playbook: Option<PlaybookRef>,
     pub server: Option<ServerRef>,
     pub user: Option<UserRef>,
+    #[schema(value_type = Object)]
     pub extra_vars: serde_json::Value,
     pub started_at: Option<String>,
     pub completed_at: Option<String>,
@@ -56,6 +58,10 @@ pub struct JobView {
     pub agent_id: Option<String>,
     pub total_lines: u64,
     pub timeout: Option<u64>,
+    /// The job this one retries.
+    pub retry_of: Option<u64>,
+    /// Who asked to cancel this running job; cleared when it ends.
+    pub cancel_requested_by: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -63,6 +69,7 @@ pub struct JobView {
 impl From<JobDetail> for JobView {
     fn from(detail: JobDetail) -> JobView {
         let job = detail.job;
+        let failed_hosts = job.failed_hosts();
         let duration = job.started_at.map(|start| {
             let end = job.completed_at.unwrap_or_else(Utc::now);
             (end - start).num_milliseconds() as f64 / 1000.0
@@ -92,22 +99,19 @@ impl From<JobDetail> for JobView {
             artifacts_path: job.artifacts_path,
             resource_usage: job.resource_usage,
             error: job.error,
-            failed_hosts: job
-                .host_recap
-                .iter()
-                .filter(|h| h.failed > 0 || h.unreachable > 0)
-                .map(|h| h.host.clone())
-                .collect(),
+            failed_hosts,
             agent_id: job.agent_id,
             total_lines: job.total_lines,
             timeout: job.timeout_secs,
+            retry_of: job.retry_of,
+            cancel_requested_by: job.cancel.map(|mark| mark.by_user),
             created_at: timestamp(job.created_at),
             updated_at: timestamp(job.updated_at),
         }
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct LogLineView {
     pub id: u64,
     pub line_number: u64,
@@ -128,7 +132,7 @@ impl LogLineView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct LogPageView {
     pub job_id: u64,
     pub logs: Vec<LogLineView>,
@@ -155,7 +159,7 @@ impl LogPageView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PlaybookView {
     pub id: u64,
     pub name: String,
@@ -180,7 +184,7 @@ impl From<PlaybookRecord> for PlaybookView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ServerView {
     pub id: u64,
     pub hostname: String,
@@ -193,6 +197,22 @@ pub struct ServerView {
     pub python_interpreter: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+impl ServerView {
+    /// Viewers see only the key's file name: where keys live on agent hosts is for
+    /// those who may change servers.
+    pub fn for_role(s: ServerRecord, role: Role) -> ServerView {
+        let mut view = ServerView::from(s);
+        if role < Role::Operator {
+            view.ssh_key_path = view.ssh_key_path.map(|path| {
+                std::path::Path::new(&path)
+                    .file_name()
+                    .map_or_else(String::new, |name| name.to_string_lossy().into_owned())
+            });
+        }
+        view
+    }
 }
 
 impl From<ServerRecord> for ServerView {
@@ -213,7 +233,7 @@ impl From<ServerRecord> for ServerView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct EventView {
     pub counter: u64,
     pub event: String,

@@ -1,12 +1,20 @@
-//! Users, API tokens, playbooks and servers: the things jobs refer to.
+//! Playbooks and servers: the things jobs run and where. A record a job refers to
+//! cannot be deleted.
 
 use super::Store;
-use super::records::{PlaybookRecord, Role, ServerRecord, UserRecord};
-use super::tables::{PLAYBOOKS, SERVERS, TOKENS, USERNAMES, USERS, decode, encode, next_id};
+use super::audit::{self, Audit};
+use super::job_list::{Page, Paged};
+use super::records::{PlaybookRecord, ServerRecord};
+use super::tables::{
+    JOBS_BY_PLAYBOOK, JOBS_BY_SERVER, PLAYBOOKS, SERVERS, decode, encode, next_id,
+};
 use crate::error::Error;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use drover_shared::Connection;
-use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use redb::{
+    ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
+use serde::de::DeserializeOwned;
 
 /// A playbook as submitted, already validated by the API.
 #[derive(Debug, Clone)]
@@ -31,100 +39,195 @@ pub struct NewServer {
 }
 
 impl Store {
-    /// Makes sure user `username` exists with `role` and that `token_hash` logs in as it.
-    pub async fn ensure_user_with_token(
+    pub async fn create_playbook(
         &self,
-        username: &str,
-        role: Role,
-        token_hash: [u8; 32],
-    ) -> Result<UserRecord, Error> {
-        let username = username.to_owned();
-        self.write(move |tx| {
-            let user = match find_user_id(tx, &username)? {
-                Some(id) => {
-                    get_record_tx(tx, USERS, id)?.ok_or_else(|| Error::not_found("user", id))?
-                }
-                None => {
-                    let user = UserRecord {
-                        id: next_id(tx, "next_user")?,
-                        username: username.clone(),
-                        role,
-                        created_at: Utc::now(),
-                    };
-                    tx.open_table(USERS)?
-                        .insert(user.id, encode(&user)?.as_slice())?;
-                    tx.open_table(USERNAMES)?
-                        .insert(username.as_str(), user.id)?;
-                    user
-                }
-            };
-            tx.open_table(TOKENS)?
-                .insert(token_hash.as_slice(), user.id)?;
-            Ok(user)
-        })
-        .await
-    }
-
-    /// The user a token hash belongs to, if any.
-    pub async fn user_for_token(&self, token_hash: [u8; 32]) -> Result<Option<UserRecord>, Error> {
-        self.read(move |tx| {
-            let Some(id) = tx
-                .open_table(TOKENS)?
-                .get(token_hash.as_slice())?
-                .map(|v| v.value())
-            else {
-                return Ok(None);
-            };
-            get_record(tx, USERS, id)
-        })
-        .await
-    }
-
-    pub async fn create_playbook(&self, new: NewPlaybook) -> Result<PlaybookRecord, Error> {
+        new: NewPlaybook,
+        audit: Audit,
+    ) -> Result<PlaybookRecord, Error> {
         self.write(move |tx| {
             let now = Utc::now();
-            let playbook = PlaybookRecord {
-                id: next_id(tx, "next_playbook")?,
-                name: new.name,
-                description: new.description,
-                content: new.content,
-                timeout_secs: new.timeout_secs,
-                created_at: now,
-                updated_at: now,
-            };
-            tx.open_table(PLAYBOOKS)?
-                .insert(playbook.id, encode(&playbook)?.as_slice())?;
+            let playbook = new.into_record(next_id(tx, "next_playbook")?, now, now);
+            put(tx, PLAYBOOKS, playbook.id, &playbook)?;
+            audit::record(tx, audit, format!("playbook {}", playbook.id))?;
             Ok(playbook)
         })
         .await
     }
 
-    pub async fn create_server(&self, new: NewServer) -> Result<ServerRecord, Error> {
+    /// Replaces a playbook's fields; jobs already dispatched keep the text they got.
+    pub async fn update_playbook(
+        &self,
+        id: u64,
+        new: NewPlaybook,
+        audit: Audit,
+    ) -> Result<PlaybookRecord, Error> {
+        self.write(move |tx| {
+            let old: PlaybookRecord = get_record_tx(tx, PLAYBOOKS, id)?
+                .ok_or_else(|| Error::not_found("playbook", id))?;
+            let playbook = new.into_record(id, old.created_at, Utc::now());
+            put(tx, PLAYBOOKS, id, &playbook)?;
+            audit::record(tx, audit, format!("playbook {id}"))?;
+            Ok(playbook)
+        })
+        .await
+    }
+
+    pub async fn delete_playbook(&self, id: u64, audit: Audit) -> Result<(), Error> {
+        self.write(move |tx| {
+            delete_unused(tx, PLAYBOOKS, JOBS_BY_PLAYBOOK, "playbook", id)?;
+            audit::record(tx, audit, format!("playbook {id}"))
+        })
+        .await
+    }
+
+    pub async fn playbook(&self, id: u64) -> Result<Option<PlaybookRecord>, Error> {
+        self.read(move |tx| get_record(tx, PLAYBOOKS, id)).await
+    }
+
+    pub async fn list_playbooks(&self, page: Page) -> Result<Paged<PlaybookRecord>, Error> {
+        self.read(move |tx| list_page(tx, PLAYBOOKS, page)).await
+    }
+
+    pub async fn create_server(&self, new: NewServer, audit: Audit) -> Result<ServerRecord, Error> {
         self.write(move |tx| {
             let now = Utc::now();
-            let server = ServerRecord {
-                id: next_id(tx, "next_server")?,
-                hostname: new.hostname,
-                ip_address: new.ip_address,
-                ssh_port: new.ssh_port,
-                ssh_user: new.ssh_user,
-                ssh_key_path: new.ssh_key_path,
-                pool: new.pool,
-                connection: new.connection,
-                python_interpreter: new.python_interpreter,
-                created_at: now,
-                updated_at: now,
-            };
-            tx.open_table(SERVERS)?
-                .insert(server.id, encode(&server)?.as_slice())?;
+            let server = new.into_record(next_id(tx, "next_server")?, now, now);
+            put(tx, SERVERS, server.id, &server)?;
+            audit::record(tx, audit, format!("server {}", server.id))?;
             Ok(server)
         })
         .await
     }
+
+    /// Replaces a server's fields; jobs already dispatched keep the target they got.
+    pub async fn update_server(
+        &self,
+        id: u64,
+        new: NewServer,
+        audit: Audit,
+    ) -> Result<ServerRecord, Error> {
+        self.write(move |tx| {
+            let old: ServerRecord =
+                get_record_tx(tx, SERVERS, id)?.ok_or_else(|| Error::not_found("server", id))?;
+            let server = new.into_record(id, old.created_at, Utc::now());
+            put(tx, SERVERS, id, &server)?;
+            audit::record(tx, audit, format!("server {id}"))?;
+            Ok(server)
+        })
+        .await
+    }
+
+    pub async fn delete_server(&self, id: u64, audit: Audit) -> Result<(), Error> {
+        self.write(move |tx| {
+            delete_unused(tx, SERVERS, JOBS_BY_SERVER, "server", id)?;
+            audit::record(tx, audit, format!("server {id}"))
+        })
+        .await
+    }
+
+    pub async fn server(&self, id: u64) -> Result<Option<ServerRecord>, Error> {
+        self.read(move |tx| get_record(tx, SERVERS, id)).await
+    }
+
+    pub async fn list_servers(&self, page: Page) -> Result<Paged<ServerRecord>, Error> {
+        self.read(move |tx| list_page(tx, SERVERS, page)).await
+    }
 }
 
-fn find_user_id(tx: &WriteTransaction, username: &str) -> Result<Option<u64>, Error> {
-    Ok(tx.open_table(USERNAMES)?.get(username)?.map(|v| v.value()))
+impl NewPlaybook {
+    fn into_record(
+        self,
+        id: u64,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    ) -> PlaybookRecord {
+        PlaybookRecord {
+            id,
+            name: self.name,
+            description: self.description,
+            content: self.content,
+            timeout_secs: self.timeout_secs,
+            created_at,
+            updated_at,
+        }
+    }
+}
+
+impl NewServer {
+    fn into_record(
+        self,
+        id: u64,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    ) -> ServerRecord {
+        ServerRecord {
+            id,
+            hostname: self.hostname,
+            ip_address: self.ip_address,
+            ssh_port: self.ssh_port,
+            ssh_user: self.ssh_user,
+            ssh_key_path: self.ssh_key_path,
+            pool: self.pool,
+            connection: self.connection,
+            python_interpreter: self.python_interpreter,
+            created_at,
+            updated_at,
+        }
+    }
+}
+
+fn put<T: serde::Serialize>(
+    tx: &WriteTransaction,
+    table: TableDefinition<u64, &[u8]>,
+    id: u64,
+    record: &T,
+) -> Result<(), Error> {
+    tx.open_table(table)?
+        .insert(id, encode(record)?.as_slice())?;
+    Ok(())
+}
+
+/// Deletes record `id` of `kind` unless a job refers to it (`uses` is keyed by
+/// `(record id, job id)`): jobs keep their history.
+fn delete_unused(
+    tx: &WriteTransaction,
+    table: TableDefinition<u64, &[u8]>,
+    uses: TableDefinition<(u64, u64), ()>,
+    kind: &'static str,
+    id: u64,
+) -> Result<(), Error> {
+    let mut records = tx.open_table(table)?;
+    if records.get(id)?.is_none() {
+        return Err(Error::not_found(kind, id));
+    }
+    let uses = tx.open_table(uses)?;
+    let jobs = uses.range((id, 0)..=(id, u64::MAX))?.count();
+    if jobs > 0 {
+        return Err(Error::Conflict(format!(
+            "{kind} {id} has {jobs} job(s); it cannot be deleted while jobs refer to it"
+        )));
+    }
+    records.remove(id)?;
+    Ok(())
+}
+
+/// One page of a table of records, in id order.
+pub(super) fn list_page<T: DeserializeOwned>(
+    tx: &ReadTransaction,
+    table: TableDefinition<u64, &[u8]>,
+    page: Page,
+) -> Result<Paged<T>, Error> {
+    let table = tx.open_table(table)?;
+    let total = table.len()?;
+    let mut items = Vec::with_capacity(page.per_page as usize);
+    for entry in table
+        .iter()?
+        .skip(usize::try_from(page.offset()).unwrap_or(usize::MAX))
+        .take(page.per_page as usize)
+    {
+        items.push(decode::<T>(entry?.1.value())?);
+    }
+    Ok(Paged { items, total, page })
 }
 
 /// Reads one msgpack record by id from a read snapshot.

@@ -2,7 +2,9 @@
 //! check-then-write changes so a rejected one leaves nothing behind.
 
 use super::Store;
+use super::audit::{self, Audit};
 use super::catalog::{get_record, get_record_tx};
+use super::job_index::put_job;
 use super::records::{HeldFinal, JobRecord, LogRecord, PlaybookRecord, ServerRecord, UserRecord};
 use super::tables::{
     EVENTS, JOB_UUIDS, JOBS, JOBS_BY_STATUS, LOGS, PLAYBOOKS, SERVERS, USERS, decode, encode,
@@ -24,6 +26,8 @@ pub struct NewJob {
     pub extra_vars: serde_json::Value,
     pub timeout_secs: Option<u64>,
     pub verbosity: u8,
+    /// The job this one retries.
+    pub retry_of: Option<u64>,
 }
 
 /// A job with the records it refers to, as the API shows it.
@@ -82,6 +86,8 @@ impl JobProgress {
 pub struct Ingested {
     pub outcomes: Vec<IngestOutcome>,
     pub progress: Vec<JobProgress>,
+    /// Jobs cancelled before they started whose agent reports them running anyway.
+    pub stop_agents: Vec<Uuid>,
 }
 
 /// What ingest did with one message from an agent.
@@ -99,41 +105,12 @@ impl Store {
     pub async fn create_job(
         &self,
         new: NewJob,
+        audit: Audit,
     ) -> Result<(JobRecord, PlaybookRecord, ServerRecord), Error> {
         self.write(move |tx| {
-            let playbook: PlaybookRecord = get_record_tx(tx, PLAYBOOKS, new.playbook_id)?
-                .ok_or_else(|| Error::not_found("playbook", new.playbook_id))?;
-            let server: ServerRecord = get_record_tx(tx, SERVERS, new.server_id)?
-                .ok_or_else(|| Error::not_found("server", new.server_id))?;
-            let now = Utc::now();
-            let job = JobRecord {
-                id: next_id(tx, "next_job")?,
-                uuid: Uuid::new_v4(),
-                playbook_id: playbook.id,
-                server_id: server.id,
-                user_id: new.user_id,
-                pool: server.pool.clone(),
-                status: JobStatus::Pending,
-                extra_vars: new.extra_vars,
-                timeout_secs: new.timeout_secs.or(playbook.timeout_secs),
-                verbosity: new.verbosity,
-                agent_id: None,
-                started_at: None,
-                completed_at: None,
-                exit_code: None,
-                artifacts_path: None,
-                resource_usage: None,
-                error: None,
-                total_lines: 0,
-                held_final: None,
-                host_recap: Vec::new(),
-                created_at: now,
-                updated_at: now,
-            };
-            tx.open_table(JOB_UUIDS)?
-                .insert(job.uuid.as_u128(), job.id)?;
-            put_job(tx, &job, None)?;
-            Ok((job, playbook, server))
+            let created = insert_job(tx, new)?;
+            audit::record(tx, audit, format!("job {}", created.0.id))?;
+            Ok(created)
         })
         .await
     }
@@ -258,6 +235,7 @@ impl Store {
             // Status of each touched job before the commit, to tell who changed.
             let mut before: Vec<(Uuid, Option<JobStatus>)> = Vec::new();
             let mut outcomes = Vec::with_capacity(messages.len());
+            let mut stop_agents = Vec::new();
             for message in messages {
                 let uuid = message.job_uuid();
                 if !before.iter().any(|(seen, _)| *seen == uuid) {
@@ -266,7 +244,7 @@ impl Store {
                 outcomes.push(match message {
                     Ingest::Logs(batch) => apply_logs(tx, batch)?,
                     Ingest::Events(batch) => apply_events(tx, batch)?,
-                    Ingest::Status(change) => apply_status(tx, change)?,
+                    Ingest::Status(change) => apply_status(tx, change, &mut stop_agents)?,
                 });
             }
             let mut progress = Vec::with_capacity(before.len());
@@ -275,7 +253,11 @@ impl Store {
                     progress.push(JobProgress::of(&job, old_status != Some(job.status)));
                 }
             }
-            Ok(Ingested { outcomes, progress })
+            Ok(Ingested {
+                outcomes,
+                progress,
+                stop_agents,
+            })
         })
         .await
     }
@@ -310,6 +292,52 @@ pub enum Ingest {
     Status(StatusChange),
 }
 
+/// Checks a new job's playbook and server, then writes it as `pending`.
+pub(super) fn insert_job(
+    tx: &WriteTransaction,
+    new: NewJob,
+) -> Result<(JobRecord, PlaybookRecord, ServerRecord), Error> {
+    let playbook: PlaybookRecord = get_record_tx(tx, PLAYBOOKS, new.playbook_id)?
+        .ok_or_else(|| Error::not_found("playbook", new.playbook_id))?;
+    let server: ServerRecord = get_record_tx(tx, SERVERS, new.server_id)?
+        .ok_or_else(|| Error::not_found("server", new.server_id))?;
+    let id = next_id(tx, "next_job")?;
+    // Creation times never go backwards, so the job list can find a time window by
+    // binary search over ids even if the clock steps back.
+    let previous = get_record_tx::<JobRecord>(tx, JOBS, id.saturating_sub(1))?;
+    let now = previous.map_or_else(Utc::now, |p| p.created_at.max(Utc::now()));
+    let job = JobRecord {
+        id,
+        uuid: Uuid::new_v4(),
+        playbook_id: playbook.id,
+        server_id: server.id,
+        user_id: new.user_id,
+        pool: server.pool.clone(),
+        status: JobStatus::Pending,
+        extra_vars: new.extra_vars,
+        timeout_secs: new.timeout_secs.or(playbook.timeout_secs),
+        verbosity: new.verbosity,
+        agent_id: None,
+        started_at: None,
+        completed_at: None,
+        exit_code: None,
+        artifacts_path: None,
+        resource_usage: None,
+        error: None,
+        total_lines: 0,
+        held_final: None,
+        host_recap: Vec::new(),
+        retry_of: new.retry_of,
+        cancel: None,
+        created_at: now,
+        updated_at: now,
+    };
+    tx.open_table(JOB_UUIDS)?
+        .insert(job.uuid.as_u128(), job.id)?;
+    put_job(tx, &job, None)?;
+    Ok((job, playbook, server))
+}
+
 fn grant() -> ClaimReply {
     ClaimReply {
         granted: true,
@@ -324,7 +352,7 @@ fn refuse(reason: String) -> ClaimReply {
     }
 }
 
-fn job_by_uuid(tx: &WriteTransaction, uuid: Uuid) -> Result<Option<JobRecord>, Error> {
+pub(super) fn job_by_uuid(tx: &WriteTransaction, uuid: Uuid) -> Result<Option<JobRecord>, Error> {
     let id = tx
         .open_table(JOB_UUIDS)?
         .get(uuid.as_u128())?
@@ -333,20 +361,6 @@ fn job_by_uuid(tx: &WriteTransaction, uuid: Uuid) -> Result<Option<JobRecord>, E
         Some(id) => get_record_tx(tx, JOBS, id),
         None => Ok(None),
     }
-}
-
-/// Writes a job and keeps the status index in step with it.
-fn put_job(tx: &WriteTransaction, job: &JobRecord, old: Option<JobStatus>) -> Result<(), Error> {
-    tx.open_table(JOBS)?
-        .insert(job.id, encode(job)?.as_slice())?;
-    if old != Some(job.status) {
-        let mut index = tx.open_table(JOBS_BY_STATUS)?;
-        if let Some(old) = old {
-            index.remove((old.as_str(), job.id))?;
-        }
-        index.insert((job.status.as_str(), job.id), ())?;
-    }
-    Ok(())
 }
 
 fn apply_logs(tx: &WriteTransaction, batch: LogBatch) -> Result<IngestOutcome, Error> {
@@ -411,7 +425,11 @@ fn apply_events(tx: &WriteTransaction, batch: EventBatch) -> Result<IngestOutcom
     Ok(IngestOutcome::Applied)
 }
 
-fn apply_status(tx: &WriteTransaction, change: StatusChange) -> Result<IngestOutcome, Error> {
+fn apply_status(
+    tx: &WriteTransaction,
+    change: StatusChange,
+    stop_agents: &mut Vec<Uuid>,
+) -> Result<IngestOutcome, Error> {
     let Some(mut job) = job_by_uuid(tx, change.job_uuid)? else {
         return Ok(IngestOutcome::Rejected(format!(
             "status for unknown job {}",
@@ -425,6 +443,18 @@ fn apply_status(tx: &WriteTransaction, change: StatusChange) -> Result<IngestOut
         )));
     }
     let old = job.status;
+    if old == JobStatus::Cancelled
+        && change.status == JobStatus::Running
+        && job.started_at.is_none()
+    {
+        // Cancelled between its claim and its start: the cancel may have missed the
+        // agent, so it is told again.
+        stop_agents.push(job.uuid);
+        return Ok(IngestOutcome::Rejected(format!(
+            "job {} was cancelled before it started; its agent is told to stop",
+            job.id
+        )));
+    }
     if old == change.status || (old.is_finished() && change.status == JobStatus::Running) {
         return Ok(IngestOutcome::Duplicate);
     }
@@ -472,6 +502,7 @@ fn release_held_final(job: &mut JobRecord) {
         job.resource_usage = held.resource_usage;
         job.error = held.error;
         job.host_recap = held.host_recap;
+        job.cancel = None;
     }
 }
 

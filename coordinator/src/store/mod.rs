@@ -5,17 +5,29 @@
 //! whatever changes are queued into one durable commit, so a burst of log batches or job
 //! submissions costs one fsync, not one each.
 
+mod audit;
 mod catalog;
+mod job_control;
+mod job_index;
+mod job_list;
 mod jobs;
 mod records;
 mod tables;
+mod users;
 mod writer;
 
+pub use audit::{Audit, AuditQuery};
 pub use catalog::{NewPlaybook, NewServer};
+pub use job_control::{CancelOutcome, NewTicket};
+pub use job_list::{JobQuery, Page, Paged, PlaybookCount, Statistics};
 pub use jobs::{
     Ingest, IngestOutcome, Ingested, JobDetail, JobFilter, JobProgress, LogPage, NewJob,
 };
-pub use records::{JobRecord, LogRecord, PlaybookRecord, Role, ServerRecord, UserRecord};
+pub use records::{
+    AuditRecord, FailureSummary, JobRecord, LogRecord, PlaybookRecord, Priority, Role,
+    ServerRecord, TicketRecord, TokenRecord, UserRecord,
+};
+pub use users::NewUser;
 
 use crate::error::Error;
 use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
@@ -76,13 +88,13 @@ impl Store {
             .read_slots
             .acquire()
             .await
-            .map_err(|_| Error::WriterGone)?;
+            .map_err(|_| Error::Internal("the store's read slots are closed".into()))?;
         tokio::task::spawn_blocking(move || {
             let tx = db.begin_read().map_err(redb::Error::from)?;
             f(&tx)
         })
         .await
-        .map_err(|_| Error::WriterGone)?
+        .map_err(|e| Error::Internal(format!("a store read failed: {e}")))?
     }
 
     /// Applies `f` in the next group commit and returns its result once that commit is
@@ -97,5 +109,7 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+mod job_api_tests;
 #[cfg(test)]
 mod tests;

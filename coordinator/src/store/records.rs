@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Roles in increasing power: each may do everything the one before it may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,
@@ -20,7 +22,75 @@ pub struct UserRecord {
     pub id: u64,
     pub username: String,
     pub role: Role,
+    /// Argon2 PHC string; `None` for users who only log in with a token (the bootstrap
+    /// admin).
+    #[serde(default)]
+    pub password_hash: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+/// An API token. Only its SHA-256 is kept, so a stolen store file logs nobody in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: u64,
+    pub user_id: u64,
+    pub hash: [u8; 32],
+    pub created_at: DateTime<Utc>,
+}
+
+/// Who asked for a job to stop, kept until the agent confirms so it can be re-sent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CancelMark {
+    pub by_user: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TicketRecord {
+    pub id: u64,
+    pub job_id: u64,
+    pub title: String,
+    pub description: String,
+    pub priority: Priority,
+    /// What went wrong, copied from the job when the ticket was made.
+    pub failure_summary: FailureSummary,
+    pub created_by: u64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailureSummary {
+    pub status: JobStatus,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub failed_hosts: Vec<String>,
+    pub playbook: String,
+    pub server: String,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// One mutating API call, written in the same commit as the change it made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub id: u64,
+    pub at: DateTime<Utc>,
+    pub user_id: u64,
+    pub username: String,
+    /// Method and route, e.g. `POST /jobs/{id}/cancel`.
+    pub action: String,
+    /// What it acted on, e.g. `job 42`.
+    pub target: String,
+    /// The request's parameters with secrets redacted.
+    pub parameters: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,8 +149,25 @@ pub struct JobRecord {
     /// Per-host recap of the run (from `playbook_on_stats`).
     #[serde(default)]
     pub host_recap: Vec<HostRecap>,
+    /// The job this one retries.
+    #[serde(default)]
+    pub retry_of: Option<u64>,
+    /// Set while a cancel of a running job waits for its agent.
+    #[serde(default)]
+    pub cancel: Option<CancelMark>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl JobRecord {
+    /// Hosts that failed or were unreachable, from the recap.
+    pub fn failed_hosts(&self) -> Vec<String> {
+        self.host_recap
+            .iter()
+            .filter(|h| h.failed > 0 || h.unreachable > 0)
+            .map(|h| h.host.clone())
+            .collect()
+    }
 }
 
 /// A final status waiting for the lines it says were published before it.

@@ -6,18 +6,40 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Id counters: `next_user`, `next_playbook`, `next_server`, `next_job`, `next_log`.
+/// Id counters: `next_user`, `next_token`, `next_playbook`, `next_server`, `next_job`,
+/// `next_log`, `next_ticket`, `next_audit`.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
 pub const USERNAMES: TableDefinition<&str, u64> = TableDefinition::new("usernames");
-/// SHA-256 of an API token → user id. Tokens themselves are never stored.
-pub const TOKENS: TableDefinition<&[u8], u64> = TableDefinition::new("tokens");
+/// Token id → token record (user, SHA-256 of the token).
+pub const TOKENS: TableDefinition<u64, &[u8]> = TableDefinition::new("api_tokens");
+/// SHA-256 of an API token → token id. Tokens themselves are never stored.
+pub const TOKEN_HASHES: TableDefinition<&[u8], u64> = TableDefinition::new("api_token_hashes");
 pub const PLAYBOOKS: TableDefinition<u64, &[u8]> = TableDefinition::new("playbooks");
 pub const SERVERS: TableDefinition<u64, &[u8]> = TableDefinition::new("servers");
 pub const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
 pub const JOB_UUIDS: TableDefinition<u128, u64> = TableDefinition::new("job_uuids");
 /// (status, job id): finds pending or running jobs without scanning every job.
 pub const JOBS_BY_STATUS: TableDefinition<(&str, u64), ()> = TableDefinition::new("jobs_by_status");
+/// (playbook id, job id), (server id, job id), (user id, job id): the job list's filters
+/// walk these instead of every job.
+pub const JOBS_BY_PLAYBOOK: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("jobs_by_playbook");
+pub const JOBS_BY_SERVER: TableDefinition<(u64, u64), ()> = TableDefinition::new("jobs_by_server");
+pub const JOBS_BY_USER: TableDefinition<(u64, u64), ()> = TableDefinition::new("jobs_by_user");
+/// (user id, status, job id): one user's recent failures without scanning their jobs.
+pub const JOBS_BY_USER_STATUS: TableDefinition<(u64, &str, u64), ()> =
+    TableDefinition::new("jobs_by_user_status");
+/// (scope, playbook id, field) → count, kept in step with every job change so the
+/// statistics never scan jobs. Scope 0 is everyone, otherwise a user id; playbook 0 is
+/// every playbook. Fields are status names, `duration_ms` and `timed_jobs`.
+pub const COUNTERS: TableDefinition<(u64, u64, &str), u64> = TableDefinition::new("counters");
+pub const TICKETS: TableDefinition<u64, &[u8]> = TableDefinition::new("tickets");
+/// Job id → its ticket (one per job).
+pub const TICKET_BY_JOB: TableDefinition<u64, u64> = TableDefinition::new("ticket_by_job");
+pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// (user id, audit id): one user's trail.
+pub const AUDIT_BY_USER: TableDefinition<(u64, u64), ()> = TableDefinition::new("audit_by_user");
 /// (job id, line number) → line: a replayed line overwrites itself.
 pub const LOGS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("logs");
 /// (job id, event counter) → event.
@@ -28,11 +50,21 @@ pub fn create_all(tx: &WriteTransaction) -> Result<(), Error> {
     tx.open_table(USERS)?;
     tx.open_table(USERNAMES)?;
     tx.open_table(TOKENS)?;
+    tx.open_table(TOKEN_HASHES)?;
     tx.open_table(PLAYBOOKS)?;
     tx.open_table(SERVERS)?;
     tx.open_table(JOBS)?;
     tx.open_table(JOB_UUIDS)?;
     tx.open_table(JOBS_BY_STATUS)?;
+    tx.open_table(JOBS_BY_PLAYBOOK)?;
+    tx.open_table(JOBS_BY_SERVER)?;
+    tx.open_table(JOBS_BY_USER)?;
+    tx.open_table(JOBS_BY_USER_STATUS)?;
+    tx.open_table(COUNTERS)?;
+    tx.open_table(TICKETS)?;
+    tx.open_table(TICKET_BY_JOB)?;
+    tx.open_table(AUDIT)?;
+    tx.open_table(AUDIT_BY_USER)?;
     tx.open_table(LOGS)?;
     tx.open_table(EVENTS)?;
     Ok(())

@@ -15,39 +15,58 @@ async fn store_with_job() -> (tempfile::TempDir, Store, JobRecord) {
         .await
         .expect("user");
     let playbook = store
-        .create_playbook(NewPlaybook {
-            name: "p".into(),
-            description: String::new(),
-            content: "- hosts: all\n".into(),
-            timeout_secs: Some(60),
-        })
+        .create_playbook(
+            NewPlaybook {
+                name: "p".into(),
+                description: String::new(),
+                content: "- hosts: all\n".into(),
+                timeout_secs: Some(60),
+            },
+            audit(),
+        )
         .await
         .expect("playbook");
     let server = store
-        .create_server(NewServer {
-            hostname: "h".into(),
-            ip_address: "127.0.0.1".into(),
-            ssh_port: 22,
-            ssh_user: "root".into(),
-            ssh_key_path: None,
-            pool: "default".into(),
-            connection: Connection::Local,
-            python_interpreter: None,
-        })
+        .create_server(
+            NewServer {
+                hostname: "h".into(),
+                ip_address: "127.0.0.1".into(),
+                ssh_port: 22,
+                ssh_user: "root".into(),
+                ssh_key_path: None,
+                pool: "default".into(),
+                connection: Connection::Local,
+                python_interpreter: None,
+            },
+            audit(),
+        )
         .await
         .expect("server");
     let (job, _, _) = store
-        .create_job(NewJob {
-            playbook_id: playbook.id,
-            server_id: server.id,
-            user_id: user.id,
-            extra_vars: serde_json::json!({}),
-            timeout_secs: None,
-            verbosity: 0,
-        })
+        .create_job(
+            NewJob {
+                playbook_id: playbook.id,
+                server_id: server.id,
+                user_id: user.id,
+                extra_vars: serde_json::json!({}),
+                timeout_secs: None,
+                verbosity: 0,
+                retry_of: None,
+            },
+            audit(),
+        )
         .await
         .expect("job");
     (dir, store, job)
+}
+
+fn audit() -> Audit {
+    Audit {
+        user_id: 1,
+        username: "admin".into(),
+        action: "test".into(),
+        parameters: serde_json::json!({}),
+    }
 }
 
 fn lines(job: Uuid, numbers: std::ops::RangeInclusive<u64>) -> Ingest {
