@@ -92,3 +92,25 @@ pub fn terminate(pid: u32) {
 pub fn sshd_client_key() -> &'static str {
     sshd::CLIENT_KEY
 }
+
+/// Pids of the processes whose command line contains `needle` (this test's own
+/// processes included, so make the needle unique).
+pub fn processes_matching(needle: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|raw| {
+                    let line: Vec<u8> = raw
+                        .into_iter()
+                        .map(|b| if b == 0 { b' ' } else { b })
+                        .collect();
+                    String::from_utf8_lossy(&line).contains(needle)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}

@@ -24,6 +24,12 @@ use warp::reply::Response;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({
+    "name": "ping",
+    "description": "checks that every host answers",
+    "content": "- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.ping:\n",
+    "timeout": 300
+})))]
 pub struct CreatePlaybook {
     name: String,
     #[serde(default)]
@@ -35,6 +41,15 @@ pub struct CreatePlaybook {
 
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({
+    "hostname": "web-01",
+    "ip_address": "192.0.2.10",
+    "ssh_port": 22,
+    "ssh_user": "deploy",
+    "ssh_key_path": "web/id_ed25519",
+    "pool": "default",
+    "connection": "ssh"
+})))]
 pub struct CreateServer {
     hostname: String,
     ip_address: String,

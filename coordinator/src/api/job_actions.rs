@@ -145,6 +145,11 @@ pub async fn retry(state: AppState, id: String, auth: Option<String>) -> Respons
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({
+    "title": "deploy failed on web-01",
+    "description": "the health check timed out after the restart",
+    "priority": "high"
+})))]
 pub struct CreateTicket {
     title: String,
     #[serde(default)]

@@ -27,12 +27,19 @@ use warp::reply::Response;
 /// Lines returned by one `GET /jobs/{id}/logs` when no `limit` is given.
 const DEFAULT_LOG_LIMIT: usize = 100;
 /// Most lines one page may hold.
-const MAX_LOG_LIMIT: usize = 5000;
+pub(super) const MAX_LOG_LIMIT: usize = 5000;
 /// Highest ansible-playbook verbosity (`-vvvvv`).
 const MAX_VERBOSITY: u8 = 5;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({
+    "playbook_id": 1,
+    "server_id": 1,
+    "extra_vars": {"version": "1.4.2"},
+    "timeout": 600,
+    "verbosity": 0
+})))]
 pub struct CreateJob {
     playbook_id: u64,
     server_id: u64,

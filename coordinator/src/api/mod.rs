@@ -343,10 +343,16 @@ fn people_routes(state: AppState) -> Route {
 
 /// Requests no route took: unknown paths, wrong methods, oversized or unreadable bodies.
 async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
-    let error = if rejection.is_not_found() {
-        Error::not_found("route", "for this path")
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+    // A request can be refused by several routes at once (another method of the same
+    // path answers 405): what was wrong with the request itself comes first.
+    let error = if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
         Error::TooLarge(format!("the limit is {} bytes", body::MAX_BODY_BYTES))
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        Error::BadRequest("send a Content-Length header with the body".into())
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
+        Error::BadRequest(format!("invalid query string: {e}"))
+    } else if rejection.is_not_found() {
+        Error::not_found("route", "for this path")
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         return Ok(json(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -355,10 +361,6 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
                 detail: "this path does not accept that method".into(),
             },
         ));
-    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
-        Error::BadRequest(format!("invalid query string: {e}"))
-    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
-        Error::BadRequest("send a Content-Length header with the body".into())
     } else {
         Error::BadRequest(format!("request not understood: {rejection:?}"))
     };

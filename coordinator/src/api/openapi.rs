@@ -10,6 +10,7 @@ use super::list_views::{JobSummaryView, PageView, Pagination, StatisticsView};
 use super::reply::ErrorBody;
 use super::users::{CreateUser, Login};
 use super::views::{JobView, LogPageView, PlaybookView, ServerView};
+use super::{jobs, query};
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
@@ -24,6 +25,8 @@ use utoipa::{PartialSchema, ToSchema};
 #[derive(Clone, Copy)]
 enum Q {
     Int(&'static str),
+    /// An integer the handler accepts only from `min` to `max` (outside: 422).
+    Range(&'static str, u64, u64),
     Time(&'static str),
     Status,
 }
@@ -42,7 +45,10 @@ struct Operation {
     errors: &'static [u16],
 }
 
-const PAGE: [Q; 2] = [Q::Int("page"), Q::Int("per_page")];
+const PAGE_NUMBER: Q = Q::Range("page", 1, query::MAX_PAGE);
+const PER_PAGE: Q = Q::Range("per_page", 1, query::MAX_PER_PAGE);
+const LIMIT: Q = Q::Range("limit", 1, jobs::MAX_LOG_LIMIT as u64);
+const PAGE: [Q; 2] = [PAGE_NUMBER, PER_PAGE];
 const JOB_FILTERS: [Q; 8] = [
     Q::Status,
     Q::Int("playbook_id"),
@@ -50,15 +56,15 @@ const JOB_FILTERS: [Q; 8] = [
     Q::Int("user_id"),
     Q::Time("created_after"),
     Q::Time("created_before"),
-    Q::Int("page"),
-    Q::Int("per_page"),
+    PAGE_NUMBER,
+    PER_PAGE,
 ];
 const AUDIT_FILTERS: [Q; 5] = [
     Q::Int("user_id"),
     Q::Time("created_after"),
     Q::Time("created_before"),
-    Q::Int("page"),
-    Q::Int("per_page"),
+    PAGE_NUMBER,
+    PER_PAGE,
 ];
 
 use HttpMethod::{Delete, Get, Post, Put};
@@ -129,7 +135,7 @@ const OPERATIONS: &[Operation] = &[
         "/jobs/{id}/logs",
         "Log lines after start_line",
         Some("viewer"),
-        &[Q::Int("start_line"), Q::Int("limit")],
+        &[Q::Int("start_line"), LIMIT],
         None,
         (200, "LogPageView"),
         &[404],
@@ -149,7 +155,7 @@ const OPERATIONS: &[Operation] = &[
         "/jobs/{id}/events",
         "ansible-runner events",
         Some("viewer"),
-        &[Q::Int("after_counter"), Q::Int("limit")],
+        &[Q::Int("after_counter"), LIMIT],
         None,
         (200, "EventPage"),
         &[404],
@@ -535,12 +541,24 @@ fn build(operation: &Operation) -> utoipa::openapi::path::Operation {
         )
         .operation_id(Some(operation_id(operation)));
     if operation.path.contains("{id}") {
+        let accepts = if operation.path.starts_with("/jobs/") {
+            "the job's integer id or its UUID"
+        } else {
+            "an integer id"
+        };
         builder = builder.parameter(
             ParameterBuilder::new()
                 .name("id")
                 .parameter_in(ParameterIn::Path)
                 .required(Required::True)
-                .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+                .description(Some(format!(
+                    "{accepts}; anything else names no record (404)"
+                )))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .examples(["1"]),
+                )),
         );
     }
     for parameter in operation.query {
@@ -550,6 +568,13 @@ fn build(operation: &Operation) -> utoipa::openapi::path::Operation {
                 ObjectBuilder::new()
                     .schema_type(Type::Integer)
                     .minimum(Some(0)),
+            ),
+            Q::Range(name, min, max) => (
+                *name,
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(*min))
+                    .maximum(Some(*max)),
             ),
             Q::Time(name) => (
                 *name,

@@ -23,6 +23,7 @@ use warp::reply::Response;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"username": "alice", "password": "correct horse battery", "role": "operator"})))]
 pub struct CreateUser {
     username: String,
     password: String,
@@ -31,6 +32,7 @@ pub struct CreateUser {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"username": "alice", "password": "correct horse battery"})))]
 pub struct Login {
     username: String,
     password: String,
