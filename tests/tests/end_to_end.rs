@@ -145,19 +145,40 @@ async fn playbook_over_ssh_to_a_real_sshd_succeeds() {
 async fn syntax_errors_fail_with_exit_code_2() {
     let stack = Stack::start().await;
     let server = stack.local_server().await;
-    // Valid YAML that Ansible cannot parse as a playbook, and YAML that is broken.
+    // Broken YAML never gets in: the upload names the line and column.
+    let (status, refused) = stack
+        .post(
+            "/playbooks",
+            json!({"name": "broken yaml", "content": "- hosts: all\n  tasks: [\n"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("line 3, column 1"),
+        "{refused}"
+    );
+    // Valid YAML that Ansible cannot run: an unknown module, an unknown play keyword.
     let unknown_module = stack
         .playbook(
             "unknown module",
             "- hosts: all\n  tasks:\n    - name: x\n      no_such_module_xyz: {}\n",
         )
         .await;
-    let broken_yaml = stack
-        .playbook("broken yaml", "- hosts: all\n  tasks: [\n")
+    let unknown_keyword = stack
+        .playbook(
+            "unknown keyword",
+            "- hosts: all\n  no_such_keyword_xyz: 1\n  tasks: []\n",
+        )
         .await;
     let first = stack.submit(unknown_module, server, json!({})).await;
-    let second = stack.submit(broken_yaml, server, json!({})).await;
-    for (submitted, needle) in [(first, "no_such_module_xyz"), (second, "YAML")] {
+    let second = stack.submit(unknown_keyword, server, json!({})).await;
+    for (submitted, needle) in [
+        (first, "no_such_module_xyz"),
+        (second, "no_such_keyword_xyz"),
+    ] {
         let job = stack.wait_finished(id(&submitted), JOB_TIMEOUT).await;
         let lines = stack.all_logs(id(&job)).await;
         assert_eq!(job["status"], "failed", "{job}");
