@@ -913,3 +913,46 @@ async fn the_openapi_document_lists_every_route() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_cancels_retries_and_logs_in() {
+    use drover_tests::watchers::drover_cli;
+    let stack = no_agent().await;
+    let playbook = stack.playbook("p", OK_PLAYBOOK).await;
+    let server = stack.local_server().await;
+    let job = id(&stack.submit(playbook, server, json!({})).await);
+    let (out, code) = drover_cli(&stack, &["cancel", &job.to_string()]).await;
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), "cancelled: Job cancelled successfully");
+    let (out, code) = drover_cli(&stack, &["retry", &job.to_string()]).await;
+    assert_eq!(code, 0);
+    let retry: u64 = out.trim().parse().expect("the new job's id");
+    let (out, code) = drover_cli(&stack, &["jobs", "--status", "cancelled"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.starts_with(&format!("{job}\tcancelled\t99\tp\tweb-server-01")),
+        "{out}"
+    );
+    let (out, _) = drover_cli(&stack, &["jobs"]).await;
+    let ids: Vec<&str> = out.lines().filter_map(|l| l.split('\t').next()).collect();
+    assert_eq!(ids, vec![retry.to_string(), job.to_string()]);
+    let (_, code) = drover_cli(&stack, &["cancel", &job.to_string()]).await;
+    assert_eq!(code, 1, "a finished job cannot be cancelled");
+
+    user_token(&stack, "vera", "viewer").await;
+    let (out, code) = drover_cli(
+        &stack,
+        &[
+            "login",
+            "--username",
+            "vera",
+            "--password",
+            "vera-password-123",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0);
+    let (status, _) = call(&stack, Method::GET, "/jobs", out.trim(), None).await;
+    assert_eq!(status, 200, "the printed token works");
+}

@@ -82,6 +82,39 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// List jobs, newest first, one per line: id, status, exit code, playbook, server.
+    Jobs {
+        /// pending, running, success, failed or cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        playbook_id: Option<u64>,
+        #[arg(long)]
+        server_id: Option<u64>,
+        #[arg(long, default_value_t = 1)]
+        page: u64,
+        #[arg(long, default_value_t = 20)]
+        per_page: u64,
+    },
+    /// Cancel a pending or running job.
+    Cancel {
+        /// Job id or UUID.
+        job: String,
+    },
+    /// Retry a failed or cancelled job; prints the new job's id, or follows it.
+    Retry {
+        /// Job id or UUID.
+        job: String,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Exchange a username and password (DROVER_PASSWORD) for an API token; prints it.
+    Login {
+        #[arg(long)]
+        username: String,
+        #[arg(long, env = "DROVER_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
     /// Print a job's log from the start, live, then its final status; exits with the
     /// job's exit code.
     Tail {
@@ -222,6 +255,66 @@ async fn run(api: &Api, command: Command) -> anyhow::Result<i32> {
                 job["job_id"].as_str().unwrap_or("?")
             );
             return tail(api, &job["id"].to_string(), 0).await;
+        }
+        Command::Jobs {
+            status,
+            playbook_id,
+            server_id,
+            page,
+            per_page,
+        } => {
+            let mut path = format!("/jobs?page={page}&per_page={per_page}");
+            for (name, value) in [
+                ("status", status),
+                ("playbook_id", playbook_id.map(|v| v.to_string())),
+                ("server_id", server_id.map(|v| v.to_string())),
+            ] {
+                if let Some(value) = value {
+                    path.push_str(&format!("&{name}={value}"));
+                }
+            }
+            let listed = api.get(&path).await?;
+            for job in listed["items"].as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    job["id"],
+                    job["status"].as_str().unwrap_or("?"),
+                    job["exit_code"],
+                    job["playbook"]["name"].as_str().unwrap_or("?"),
+                    job["server"]["hostname"].as_str().unwrap_or("?"),
+                );
+            }
+            let pages = &listed["pagination"];
+            eprintln!(
+                "page {} of {} ({} jobs)",
+                pages["page"], pages["pages"], pages["total"]
+            );
+        }
+        Command::Cancel { job } => {
+            let answer = api.post(&format!("/jobs/{job}/cancel"), json!({})).await?;
+            println!(
+                "{}: {}",
+                answer["status"].as_str().unwrap_or("?"),
+                answer["message"].as_str().unwrap_or("")
+            );
+        }
+        Command::Retry { job, follow } => {
+            let retry = api.post(&format!("/jobs/{job}/retry"), json!({})).await?;
+            if !follow {
+                println!("{}", retry["id"]);
+                return Ok(0);
+            }
+            eprintln!("job {} retries job {}", retry["id"], retry["retry_of"]);
+            return tail(api, &retry["id"].to_string(), 0).await;
+        }
+        Command::Login { username, password } => {
+            let answer = api
+                .post(
+                    "/auth/token",
+                    json!({"username": username, "password": password}),
+                )
+                .await?;
+            println!("{}", answer["token"].as_str().unwrap_or_default());
         }
         Command::Tail {
             job,
