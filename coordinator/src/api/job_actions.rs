@@ -7,10 +7,9 @@ use super::auth::authorize;
 use super::body;
 use super::jobs::{announce, find};
 use super::reply::{json, respond};
-use super::views::JobView;
 use crate::cancel;
 use crate::error::Error;
-use crate::store::{CancelOutcome, JobDetail, NewTicket, Priority, Role};
+use crate::store::{CancelOutcome, NewTicket, Priority, Role};
 use crate::validate;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -131,13 +130,7 @@ pub async fn retry(state: AppState, id: String, auth: Option<String>) -> Respons
             serde_json::json!({"id": original.id}),
         );
         let (job, playbook, server) = state.store.retry_job(original.id, user.id, audit).await?;
-        announce(&state, &job, &playbook, &server).await;
-        Ok::<_, Error>(JobView::from(JobDetail {
-            job,
-            playbook: Some(playbook),
-            server: Some(server),
-            user: Some(user),
-        }))
+        Ok::<_, Error>(announce(&state, job, playbook, server, user).await)
     }
     .await;
     respond(StatusCode::CREATED, result)

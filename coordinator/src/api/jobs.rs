@@ -13,7 +13,7 @@ use crate::dispatch;
 use crate::error::Error;
 use crate::store::{
     JobDetail, JobFilter, JobProgress, JobQuery, JobRecord, NewJob, PlaybookRecord, Role,
-    ServerRecord,
+    ServerRecord, UserRecord,
 };
 use crate::validate;
 use bytes::Bytes;
@@ -103,31 +103,32 @@ pub async fn create(state: AppState, auth: Option<String>, raw: Bytes) -> Respon
                 }
                 other => other,
             })?;
-        announce(&state, &job, &playbook, &server).await;
-        Ok(JobView::from(JobDetail {
-            job,
-            playbook: Some(playbook),
-            server: Some(server),
-            user: Some(user),
-        }))
+        Ok(announce(&state, job, playbook, server, user).await)
     }
     .await;
     respond(StatusCode::CREATED, result)
 }
 
-/// Tells watchers about a new job and hands it to its pool. The job is durable already;
-/// if the bus is down the redispatcher retries it.
+/// Tells watchers about a new job and hands it to its pool; returns the job as the API
+/// shows it. The job is durable already: if the bus is down the redispatcher retries it.
 pub(super) async fn announce(
     state: &AppState,
-    job: &JobRecord,
-    playbook: &PlaybookRecord,
-    server: &ServerRecord,
-) {
-    state.hub.publish(&[JobProgress::of(job, true)]);
-    if let Err(e) = dispatch::publish(&state.js, job, playbook, server).await {
+    job: JobRecord,
+    playbook: PlaybookRecord,
+    server: ServerRecord,
+    user: UserRecord,
+) -> JobView {
+    state.hub.publish(&[JobProgress::of(&job, true)]);
+    if let Err(e) = dispatch::publish(&state.js, &job, &playbook, &server).await {
         tracing::warn!(job = job.id, error = %e, "dispatch deferred");
         state.undispatched.insert(job.id);
     }
+    JobView::from(JobDetail {
+        job,
+        playbook: Some(playbook),
+        server: Some(server),
+        user: Some(user),
+    })
 }
 
 /// `GET /jobs?status=&playbook_id=&server_id=&user_id=&created_after=&created_before=&page=&per_page=`,

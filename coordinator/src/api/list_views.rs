@@ -65,18 +65,12 @@ impl From<JobDetail> for JobSummaryView {
             id: job.id,
             job_id: job.uuid.to_string(),
             status: job.status,
-            playbook: detail.playbook.map(|p| PlaybookRef {
-                id: p.id,
-                name: p.name,
-            }),
+            playbook: detail.playbook.map(PlaybookRef::from),
             server: detail.server.map(|s| ServerBrief {
                 id: s.id,
                 hostname: s.hostname,
             }),
-            user: detail.user.map(|u| UserRef {
-                id: u.id,
-                username: u.username,
-            }),
+            user: detail.user.map(UserRef::from),
             started_at: opt_timestamp(job.started_at),
             completed_at: opt_timestamp(job.completed_at),
             exit_code: job.exit_code,

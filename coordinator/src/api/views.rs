@@ -1,6 +1,6 @@
 //! The JSON shapes of the spec, built from store records.
 
-use crate::store::{JobDetail, LogPage, LogRecord, PlaybookRecord, Role, ServerRecord};
+use crate::store::{JobDetail, LogPage, LogRecord, PlaybookRecord, Role, ServerRecord, UserRecord};
 use chrono::{DateTime, Utc};
 use drover_shared::protocol::ResourceUsage;
 use drover_shared::{JobStatus, LogLevel};
@@ -66,6 +66,24 @@ pub struct JobView {
     pub updated_at: String,
 }
 
+impl From<PlaybookRecord> for PlaybookRef {
+    fn from(p: PlaybookRecord) -> PlaybookRef {
+        PlaybookRef {
+            id: p.id,
+            name: p.name,
+        }
+    }
+}
+
+impl From<UserRecord> for UserRef {
+    fn from(u: UserRecord) -> UserRef {
+        UserRef {
+            id: u.id,
+            username: u.username,
+        }
+    }
+}
+
 impl From<JobDetail> for JobView {
     fn from(detail: JobDetail) -> JobView {
         let job = detail.job;
@@ -78,19 +96,13 @@ impl From<JobDetail> for JobView {
             id: job.id,
             job_id: job.uuid.to_string(),
             status: job.status,
-            playbook: detail.playbook.map(|p| PlaybookRef {
-                id: p.id,
-                name: p.name,
-            }),
+            playbook: detail.playbook.map(PlaybookRef::from),
             server: detail.server.map(|s| ServerRef {
                 id: s.id,
                 hostname: s.hostname,
                 ip_address: s.ip_address,
             }),
-            user: detail.user.map(|u| UserRef {
-                id: u.id,
-                username: u.username,
-            }),
+            user: detail.user.map(UserRef::from),
             extra_vars: job.extra_vars,
             started_at: opt_timestamp(job.started_at),
             completed_at: opt_timestamp(job.completed_at),
