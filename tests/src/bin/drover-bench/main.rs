@@ -8,7 +8,9 @@
 //! - [`tail`]: a line's publish to an SSE client and a NATS subscriber, idle and under
 //!   a steady ingest load;
 //! - [`overhead`]: a trivial playbook through Drover against `ansible-runner` alone;
-//! - memory of the coordinator and an agent, read from `/proc`.
+//! - memory of the coordinator and an agent, read from `/proc`;
+//! - [`list`]: `GET /jobs` pages and `GET /jobs/statistics` over 100,000 stored jobs, on
+//!   a stack of its own.
 
 mod accept;
 mod cpu;
@@ -16,6 +18,7 @@ mod dispatch;
 mod fake;
 mod fsync;
 mod ingest;
+mod list;
 mod overhead;
 mod stats;
 mod tail;
@@ -39,6 +42,9 @@ struct Args {
     /// Where to write the JSON summary.
     #[arg(long, default_value = "target/bench/summary.json")]
     json: std::path::PathBuf,
+    /// Run only the job-list section (it starts its own stack and fills it first).
+    #[arg(long)]
+    list_only: bool,
 }
 
 /// How much work each measurement does.
@@ -53,6 +59,9 @@ pub struct Sizes {
     dispatch_rate_jobs: usize,
     overhead_runs: usize,
     stream_jobs: usize,
+    list_jobs: u64,
+    list_requests: usize,
+    list_budget: Duration,
 }
 
 impl Sizes {
@@ -69,6 +78,9 @@ impl Sizes {
                 dispatch_rate_jobs: 100,
                 overhead_runs: 1,
                 stream_jobs: 2,
+                list_jobs: 2_000,
+                list_requests: 100,
+                list_budget: Duration::from_secs(2),
             }
         } else {
             Sizes {
@@ -82,6 +94,9 @@ impl Sizes {
                 dispatch_rate_jobs: 1_000,
                 overhead_runs: 20,
                 stream_jobs: 100,
+                list_jobs: 100_000,
+                list_requests: 500,
+                list_budget: Duration::from_secs(10),
             }
         }
     }
@@ -105,6 +120,47 @@ impl Report {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let sizes = Sizes::new(args.quick);
+    let mut report = Report {
+        rows: Vec::new(),
+        json: serde_json::Map::new(),
+    };
+    println!("{:<52} {:>22}   target", "figure", "measured");
+    if !args.list_only {
+        shared_stack_sections(&args, &sizes, &mut report).await?;
+    }
+    list_section(&sizes, &mut report).await?;
+
+    let missed: Vec<&str> = report
+        .rows
+        .iter()
+        .filter(|r| r.3 == Some(false))
+        .map(|r| r.0.as_str())
+        .collect();
+    println!(
+        "\ntargets met: {} of {}",
+        report.rows.iter().filter(|r| r.3 == Some(true)).count(),
+        report.rows.iter().filter(|r| r.3.is_some()).count()
+    );
+    if !missed.is_empty() {
+        println!("missed: {}", missed.join("; "));
+    }
+    if let Some(dir) = args.json.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(
+        &args.json,
+        serde_json::to_string_pretty(&Value::Object(report.json))?,
+    )?;
+    println!("summary written to {}", args.json.display());
+    Ok(())
+}
+
+/// Every section but the job list, on one stack with agents.
+async fn shared_stack_sections(
+    args: &Args,
+    sizes: &Sizes,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let mut stack = Stack::start_with(StackOptions {
         agents: 0,
         ..StackOptions::default()
@@ -126,11 +182,6 @@ async fn main() -> anyhow::Result<()> {
     let instant_server = stack
         .server(json!({"hostname": "instant", "ip_address": "127.0.0.1", "pool": "dispatch", "connection": "local"}))
         .await;
-    let mut report = Report {
-        rows: Vec::new(),
-        json: serde_json::Map::new(),
-    };
-    println!("{:<52} {:>22}   target", "figure", "measured");
 
     let fsync = fsync::fsync_latency(stack.dir.path(), if args.quick { 50 } else { 500 })?;
     report.row(
@@ -206,7 +257,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let (lines, seconds, ingest_jobs) =
-        ingest::ingest_load(&stack, &js, playbook, nowhere, &sizes).await?;
+        ingest::ingest_load(&stack, &js, playbook, nowhere, sizes).await?;
     let rate = lines as f64 / seconds;
     report.row(
         &format!(
@@ -241,18 +292,18 @@ async fn main() -> anyhow::Result<()> {
         Some(rss_streaming <= 150 * 1024),
     );
 
-    let idle = tail::tail_latency(&stack, &client, &js, playbook, nowhere, &sizes).await?;
+    let idle = tail::tail_latency(&stack, &client, &js, playbook, nowhere, sizes).await?;
     let steady = (rate / 3.0).max(1_000.0);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let cpu_start = cpu::now();
     let (loaded, sent) = tokio::join!(
         async {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            let loaded = tail::tail_latency(&stack, &client, &js, playbook, nowhere, &sizes).await;
+            let loaded = tail::tail_latency(&stack, &client, &js, playbook, nowhere, sizes).await;
             let _ = stop.send(true);
             loaded
         },
-        ingest::steady_load(&stack, &js, playbook, nowhere, &sizes, steady, stopped)
+        ingest::steady_load(&stack, &js, playbook, nowhere, sizes, steady, stopped)
     );
     let (loaded, sent) = (loaded?, sent?);
     let tail_cpu = cpu::busy_percent(cpu_start);
@@ -340,29 +391,80 @@ async fn main() -> anyhow::Result<()> {
             "agent_running": overhead.agent_rss_running_kb as f64 / 1024.0,
         }),
     );
+    Ok(())
+}
 
-    let missed: Vec<&str> = report
-        .rows
-        .iter()
-        .filter(|r| r.3 == Some(false))
-        .map(|r| r.0.as_str())
-        .collect();
-    println!(
-        "\ntargets met: {} of {}",
-        report.rows.iter().filter(|r| r.3 == Some(true)).count(),
-        report.rows.iter().filter(|r| r.3.is_some()).count()
+/// `GET /jobs` and `GET /jobs/statistics` over a store filled for them.
+async fn list_section(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
+    let list = list::list_queries(sizes.list_jobs, sizes.list_requests, sizes.list_budget).await?;
+    report.row(
+        &format!("job list: {} jobs created / settled / section", list.jobs),
+        format!(
+            "{:.1} / {:.1} / {:.0} s",
+            list.create_seconds, list.settle_seconds, list.seconds
+        ),
+        "",
+        None,
     );
-    if !missed.is_empty() {
-        println!("missed: {}", missed.join("; "));
+    let mut queries = serde_json::Map::new();
+    for query in &list.queries {
+        // The time budget cut this query short: say on how many requests it stands.
+        let of = if query.samples.len() < sizes.list_requests {
+            format!(" of {}", query.samples.len())
+        } else {
+            String::new()
+        };
+        report.row(
+            &format!("GET {}, p50 / p99{of}", query.name),
+            format!(
+                "{:.2} / {:.2} ms",
+                query.samples.ms(50.0),
+                query.samples.ms(99.0)
+            ),
+            "",
+            None,
+        );
+        queries.insert(
+            query.path.clone(),
+            json!({
+                "p50_ms": query.samples.ms(50.0),
+                "p99_ms": query.samples.ms(99.0),
+                "requests": query.samples.len(),
+                "total": query.total,
+                "coordinator_rss_mb_after": query.rss_after_kb as f64 / 1024.0,
+            }),
+        );
     }
-    if let Some(dir) = args.json.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(
-        &args.json,
-        serde_json::to_string_pretty(&Value::Object(report.json))?,
-    )?;
-    println!("summary written to {}", args.json.display());
+    let mb = |kb: u64| kb as f64 / 1024.0;
+    report.row(
+        &format!("coordinator RSS, {} jobs stored / after queries", list.jobs),
+        format!(
+            "{:.1} / {:.1} MB",
+            mb(list.rss_filled_kb),
+            mb(list.rss_queried_kb)
+        ),
+        "",
+        None,
+    );
+    report.row(
+        &format!("store (redb file), {} jobs", list.jobs),
+        format!("{:.1} MB", list.store_bytes as f64 / 1e6),
+        "",
+        None,
+    );
+    report.json.insert(
+        "list".into(),
+        json!({
+            "jobs": list.jobs,
+            "failed": list.failed,
+            "create_seconds": list.create_seconds,
+            "settle_seconds": list.settle_seconds,
+            "section_seconds": list.seconds,
+            "coordinator_rss_mb": {"filled": mb(list.rss_filled_kb), "queried": mb(list.rss_queried_kb)},
+            "store_mb": list.store_bytes as f64 / 1e6,
+            "queries": queries,
+        }),
+    );
     Ok(())
 }
 
