@@ -181,36 +181,42 @@ async fn the_list_filters_and_pages_newest_first() {
         .into_iter()
         .map(|d| d.job)
         .collect();
+    // Jobs 11..=30, as a time window.
+    let after_ten = Some(everything[20].created_at);
     for status in [None, Some(JobStatus::Failed), Some(JobStatus::Pending)] {
         for playbook in [None, Some(f.playbooks[0]), Some(f.playbooks[1])] {
             for server in [None, Some(f.servers[1])] {
                 for user in [None, Some(2)] {
-                    let query = JobQuery {
-                        status,
-                        playbook_id: playbook,
-                        server_id: server,
-                        user_id: user,
-                        page: Page {
-                            page: 1,
-                            per_page: 5,
-                        },
-                        ..Default::default()
-                    };
-                    let expected: Vec<u64> = everything
-                        .iter()
-                        .filter(|j| status.is_none_or(|s| j.status == s))
-                        .filter(|j| playbook.is_none_or(|p| j.playbook_id == p))
-                        .filter(|j| server.is_none_or(|s| j.server_id == s))
-                        .filter(|j| user.is_none_or(|u| j.user_id == u))
-                        .map(|j| j.id)
-                        .collect();
-                    let page = f.list(query.clone()).await;
-                    assert_eq!(page.total, expected.len() as u64, "{query:?}");
-                    assert_eq!(
-                        ids(&page),
-                        expected.into_iter().take(5).collect::<Vec<_>>(),
-                        "{query:?}"
-                    );
+                    for created_after in [None, after_ten] {
+                        let query = JobQuery {
+                            status,
+                            playbook_id: playbook,
+                            server_id: server,
+                            user_id: user,
+                            created_after,
+                            page: Page {
+                                page: 1,
+                                per_page: 5,
+                            },
+                            ..Default::default()
+                        };
+                        let expected: Vec<u64> = everything
+                            .iter()
+                            .filter(|j| status.is_none_or(|s| j.status == s))
+                            .filter(|j| playbook.is_none_or(|p| j.playbook_id == p))
+                            .filter(|j| server.is_none_or(|s| j.server_id == s))
+                            .filter(|j| user.is_none_or(|u| j.user_id == u))
+                            .filter(|j| created_after.is_none_or(|t| j.created_at > t))
+                            .map(|j| j.id)
+                            .collect();
+                        let page = f.list(query.clone()).await;
+                        assert_eq!(page.total, expected.len() as u64, "{query:?}");
+                        assert_eq!(
+                            ids(&page),
+                            expected.into_iter().take(5).collect::<Vec<_>>(),
+                            "{query:?}"
+                        );
+                    }
                 }
             }
         }

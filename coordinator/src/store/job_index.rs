@@ -4,8 +4,8 @@
 
 use super::records::JobRecord;
 use super::tables::{
-    COUNTERS, JOBS, JOBS_BY_PLAYBOOK, JOBS_BY_SERVER, JOBS_BY_STATUS, JOBS_BY_USER,
-    JOBS_BY_USER_STATUS, encode,
+    COUNTERS, JOBS, JOBS_BY_PLAYBOOK, JOBS_BY_PLAYBOOK_STATUS, JOBS_BY_SERVER,
+    JOBS_BY_SERVER_STATUS, JOBS_BY_STATUS, JOBS_BY_USER, JOBS_BY_USER_STATUS, encode,
 };
 use crate::error::Error;
 use drover_shared::JobStatus;
@@ -33,13 +33,19 @@ pub fn put_job(
         return Ok(());
     }
     let mut by_status = tx.open_table(JOBS_BY_STATUS)?;
-    let mut by_user_status = tx.open_table(JOBS_BY_USER_STATUS)?;
+    let mut paired = [
+        (tx.open_table(JOBS_BY_USER_STATUS)?, job.user_id),
+        (tx.open_table(JOBS_BY_PLAYBOOK_STATUS)?, job.playbook_id),
+        (tx.open_table(JOBS_BY_SERVER_STATUS)?, job.server_id),
+    ];
     let mut counters = tx.open_table(COUNTERS)?;
     let keys = counter_keys(job);
     match old_status {
         Some(old) => {
             by_status.remove((old.as_str(), job.id))?;
-            by_user_status.remove((job.user_id, old.as_str(), job.id))?;
+            for (index, key) in &mut paired {
+                index.remove((*key, old.as_str(), job.id))?;
+            }
             for (scope, playbook) in keys {
                 add(&mut counters, (scope, playbook, old.as_str()), -1)?;
             }
@@ -54,7 +60,9 @@ pub fn put_job(
         }
     }
     by_status.insert((job.status.as_str(), job.id), ())?;
-    by_user_status.insert((job.user_id, job.status.as_str(), job.id), ())?;
+    for (index, key) in &mut paired {
+        index.insert((*key, job.status.as_str(), job.id), ())?;
+    }
     for (scope, playbook) in keys {
         add(&mut counters, (scope, playbook, job.status.as_str()), 1)?;
     }

@@ -10,8 +10,9 @@ use super::job_index::{ALL_PLAYBOOKS, ALL_USERS, DURATION_MS, TIMED_JOBS, counte
 use super::jobs::JobDetail;
 use super::records::{JobRecord, PlaybookRecord, ServerRecord, UserRecord};
 use super::tables::{
-    COUNTERS, JOBS, JOBS_BY_PLAYBOOK, JOBS_BY_SERVER, JOBS_BY_STATUS, JOBS_BY_USER,
-    JOBS_BY_USER_STATUS, PLAYBOOKS, SERVERS, USERS, decode,
+    COUNTERS, JOBS, JOBS_BY_PLAYBOOK, JOBS_BY_PLAYBOOK_STATUS, JOBS_BY_SERVER,
+    JOBS_BY_SERVER_STATUS, JOBS_BY_STATUS, JOBS_BY_USER, JOBS_BY_USER_STATUS, PLAYBOOKS, SERVERS,
+    USERS, decode,
 };
 use crate::error::Error;
 use chrono::{DateTime, Utc};
@@ -78,26 +79,97 @@ pub struct JobQuery {
     pub page: Page,
 }
 
-/// One index the list can walk, newest job first.
+/// One index the list can walk, newest job first. A status filter pairs with another
+/// filter in one index, so the walk yields exactly the jobs matching both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
     Status(JobStatus),
     Playbook(u64),
     Server(u64),
     User(u64),
+    PlaybookStatus(u64, JobStatus),
+    ServerStatus(u64, JobStatus),
+    UserStatus(u64, JobStatus),
     Every,
 }
 
-impl Source {
-    fn admits(self, job: &JobRecord) -> bool {
-        match self {
-            Source::Status(status) => job.status == status,
-            Source::Playbook(id) => job.playbook_id == id,
-            Source::Server(id) => job.server_id == id,
-            Source::User(id) => job.user_id == id,
-            Source::Every => true,
+/// A filter the walked index does not cover, checked by a point lookup in its own index
+/// (no job record is read for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    Playbook(u64),
+    Server(u64),
+    User(u64),
+}
+
+impl Check {
+    fn admits(self, tx: &ReadTransaction, id: u64) -> Result<bool, Error> {
+        let (table, key) = match self {
+            Check::Playbook(key) => (JOBS_BY_PLAYBOOK, key),
+            Check::Server(key) => (JOBS_BY_SERVER, key),
+            Check::User(key) => (JOBS_BY_USER, key),
+        };
+        Ok(tx.open_table(table)?.get((key, id))?.is_some())
+    }
+}
+
+/// The index to walk for `query` (the smallest that covers a filter, per the
+/// counters) and the filters left to check.
+fn plan(
+    counters: &impl ReadableTable<(u64, u64, &'static str), u64>,
+    query: &JobQuery,
+) -> Result<(Source, Option<u64>, Vec<Check>), Error> {
+    let mut checks = Vec::new();
+    if let Some(id) = query.playbook_id {
+        checks.push(Check::Playbook(id));
+    }
+    if let Some(id) = query.user_id {
+        checks.push(Check::User(id));
+    }
+    if let Some(id) = query.server_id {
+        checks.push(Check::Server(id));
+    }
+    let candidates: Vec<(Source, Option<Check>)> = match query.status {
+        Some(status) if checks.is_empty() => vec![(Source::Status(status), None)],
+        Some(status) => checks
+            .iter()
+            .map(|check| {
+                let source = match *check {
+                    Check::Playbook(id) => Source::PlaybookStatus(id, status),
+                    Check::Server(id) => Source::ServerStatus(id, status),
+                    Check::User(id) => Source::UserStatus(id, status),
+                };
+                (source, Some(*check))
+            })
+            .collect(),
+        None if checks.is_empty() => vec![(Source::Every, None)],
+        None => checks
+            .iter()
+            .map(|check| {
+                let source = match *check {
+                    Check::Playbook(id) => Source::Playbook(id),
+                    Check::Server(id) => Source::Server(id),
+                    Check::User(id) => Source::User(id),
+                };
+                (source, Some(*check))
+            })
+            .collect(),
+    };
+    let mut best: Option<(Source, Option<u64>, Option<Check>)> = None;
+    for (source, covers) in candidates {
+        let size = exact_size(counters, source)?;
+        let better = match &best {
+            None => true,
+            // Known sizes beat unknown ones; smaller beats larger.
+            Some((_, current, _)) => size.unwrap_or(u64::MAX) < current.unwrap_or(u64::MAX),
+        };
+        if better {
+            best = Some((source, size, covers));
         }
     }
+    let (source, size, covered) = best.unwrap_or((Source::Every, None, None));
+    checks.retain(|check| Some(*check) != covered);
+    Ok((source, size, checks))
 }
 
 #[derive(Debug, Clone)]
@@ -137,70 +209,41 @@ impl Store {
                 return Ok(Paged::empty(page));
             };
             let counters = tx.open_table(COUNTERS)?;
-            let mut sources = Vec::new();
-            if let Some(status) = query.status {
-                sources.push(Source::Status(status));
-            }
-            if let Some(id) = query.playbook_id {
-                sources.push(Source::Playbook(id));
-            }
-            if let Some(id) = query.user_id {
-                sources.push(Source::User(id));
-            }
-            if let Some(id) = query.server_id {
-                sources.push(Source::Server(id));
-            }
-            // Walk the smallest index; check the other filters on each job it yields.
-            let mut best = (Source::Every, u64::MAX);
-            for source in &sources {
-                let size = estimated_size(&counters, *source)?;
-                if size < best.1 {
-                    best = (*source, size);
-                }
-            }
-            let driver = best.0;
-            let others: Vec<Source> = sources.into_iter().filter(|s| *s != driver).collect();
+            let (driver, size, checks) = plan(&counters, &query)?;
             let whole_window = query.created_after.is_none() && query.created_before.is_none();
+            let known_total = match (driver, whole_window) {
+                (Source::Every, _) => Some(high - low + 1),
+                (_, true) => size,
+                (_, false) => None,
+            };
             let mut ids = Vec::with_capacity(page.per_page as usize);
-            let total = if others.is_empty() {
-                let known = match driver {
-                    Source::Every => Some(high - low + 1),
-                    Source::Server(_) => None,
-                    _ if whole_window => Some(best.1),
-                    _ => None,
-                };
-                match known {
-                    Some(total) => {
-                        walk(tx, driver, low, high, |position, id| {
-                            if page.holds(position) {
-                                ids.push(id);
-                            }
-                            Ok(position + 1 < page.offset() + page.per_page)
-                        })?;
-                        total
-                    }
-                    None => walk(tx, driver, low, high, |position, id| {
+            let total = match known_total {
+                // Stop at the end of the page: the total is known already.
+                Some(total) if checks.is_empty() => {
+                    walk(tx, driver, low, high, |position, id| {
                         if page.holds(position) {
                             ids.push(id);
                         }
-                        Ok(true)
-                    })?,
+                        Ok(position + 1 < page.offset() + page.per_page)
+                    })?;
+                    total
                 }
-            } else {
-                let mut matched = 0;
-                walk(tx, driver, low, high, |_, id| {
-                    let Some(job) = get_record::<JobRecord>(tx, JOBS, id)? else {
-                        return Ok(true);
-                    };
-                    if others.iter().all(|s| s.admits(&job)) {
+                _ => {
+                    let mut matched = 0;
+                    walk(tx, driver, low, high, |_, id| {
+                        for check in &checks {
+                            if !check.admits(tx, id)? {
+                                return Ok(true);
+                            }
+                        }
                         if page.holds(matched) {
                             ids.push(id);
                         }
                         matched += 1;
-                    }
-                    Ok(true)
-                })?;
-                matched
+                        Ok(true)
+                    })?;
+                    matched
+                }
             };
             let mut details = Details::new(tx);
             let mut items = Vec::with_capacity(ids.len());
@@ -298,22 +341,33 @@ impl Store {
     }
 }
 
-/// Jobs an index holds, from the counters (servers have none: they sort last).
-fn estimated_size(
+/// Jobs an index holds, from the counters; `None` where no counter keeps it (servers,
+/// and every job: the caller knows that one).
+fn exact_size(
     counters: &impl ReadableTable<(u64, u64, &'static str), u64>,
     source: Source,
-) -> Result<u64, Error> {
-    let sum = |scope, playbook| -> Result<u64, Error> {
-        Ok(status_counts(counters, scope, playbook)?
-            .iter()
-            .map(|(_, n)| n)
-            .sum())
+) -> Result<Option<u64>, Error> {
+    let sum = |scope, playbook| -> Result<Option<u64>, Error> {
+        Ok(Some(
+            status_counts(counters, scope, playbook)?
+                .iter()
+                .map(|(_, n)| n)
+                .sum(),
+        ))
     };
     match source {
-        Source::Status(status) => counter(counters, (ALL_USERS, ALL_PLAYBOOKS, status.as_str())),
+        Source::Status(status) => {
+            counter(counters, (ALL_USERS, ALL_PLAYBOOKS, status.as_str())).map(Some)
+        }
+        Source::PlaybookStatus(id, status) => {
+            counter(counters, (ALL_USERS, id, status.as_str())).map(Some)
+        }
+        Source::UserStatus(id, status) => {
+            counter(counters, (id, ALL_PLAYBOOKS, status.as_str())).map(Some)
+        }
         Source::Playbook(id) => sum(ALL_USERS, id),
         Source::User(id) => sum(id, ALL_PLAYBOOKS),
-        Source::Server(_) | Source::Every => Ok(u64::MAX - 1),
+        Source::Server(_) | Source::ServerStatus(..) | Source::Every => Ok(None),
     }
 }
 
@@ -378,6 +432,23 @@ fn walk(
                 }
             }
         }
+        Source::PlaybookStatus(key, status) => {
+            walk_paired(
+                tx,
+                JOBS_BY_PLAYBOOK_STATUS,
+                key,
+                status,
+                low,
+                high,
+                &mut step,
+            )?;
+        }
+        Source::ServerStatus(key, status) => {
+            walk_paired(tx, JOBS_BY_SERVER_STATUS, key, status, low, high, &mut step)?;
+        }
+        Source::UserStatus(key, status) => {
+            walk_paired(tx, JOBS_BY_USER_STATUS, key, status, low, high, &mut step)?;
+        }
         Source::Every => {
             for id in (low..=high).rev() {
                 if !step(id)? {
@@ -387,6 +458,29 @@ fn walk(
         }
     }
     Ok(position)
+}
+
+/// Walks a `(key, status, job id)` index, newest first.
+fn walk_paired(
+    tx: &ReadTransaction,
+    table: redb::TableDefinition<(u64, &str, u64), ()>,
+    key: u64,
+    status: JobStatus,
+    low: u64,
+    high: u64,
+    step: &mut impl FnMut(u64) -> Result<bool, Error>,
+) -> Result<(), Error> {
+    let s = status.as_str();
+    for entry in tx
+        .open_table(table)?
+        .range((key, s, low)..=(key, s, high))?
+        .rev()
+    {
+        if !step(entry?.0.value().2)? {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The ids in a table of records keyed by gap-free, time-ordered ids whose time lies

@@ -27,9 +27,14 @@ pub const JOBS_BY_PLAYBOOK: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("jobs_by_playbook");
 pub const JOBS_BY_SERVER: TableDefinition<(u64, u64), ()> = TableDefinition::new("jobs_by_server");
 pub const JOBS_BY_USER: TableDefinition<(u64, u64), ()> = TableDefinition::new("jobs_by_user");
-/// (user id, status, job id): one user's recent failures without scanning their jobs.
+/// (user id, status, job id), (playbook id, status, job id), (server id, status, job id):
+/// a status filter combined with another walks exactly the jobs that match both.
 pub const JOBS_BY_USER_STATUS: TableDefinition<(u64, &str, u64), ()> =
     TableDefinition::new("jobs_by_user_status");
+pub const JOBS_BY_PLAYBOOK_STATUS: TableDefinition<(u64, &str, u64), ()> =
+    TableDefinition::new("jobs_by_playbook_status");
+pub const JOBS_BY_SERVER_STATUS: TableDefinition<(u64, &str, u64), ()> =
+    TableDefinition::new("jobs_by_server_status");
 /// (scope, playbook id, field) → count, kept in step with every job change so the
 /// statistics never scan jobs. Scope 0 is everyone, otherwise a user id; playbook 0 is
 /// every playbook. Fields are status names, `duration_ms` and `timed_jobs`.
@@ -60,6 +65,8 @@ pub fn create_all(tx: &WriteTransaction) -> Result<(), Error> {
     tx.open_table(JOBS_BY_SERVER)?;
     tx.open_table(JOBS_BY_USER)?;
     tx.open_table(JOBS_BY_USER_STATUS)?;
+    tx.open_table(JOBS_BY_PLAYBOOK_STATUS)?;
+    tx.open_table(JOBS_BY_SERVER_STATUS)?;
     tx.open_table(COUNTERS)?;
     tx.open_table(TICKETS)?;
     tx.open_table(TICKET_BY_JOB)?;
