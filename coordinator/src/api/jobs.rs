@@ -8,7 +8,7 @@ use super::body;
 use super::list_views::{JobSummaryView, PageView, StatisticsView};
 use super::query::{self, Query};
 use super::reply::respond;
-use super::views::{EventView, JobView, LogPageView};
+use super::views::{EventPageView, EventView, HostsView, JobView, LogPageView};
 use crate::dispatch;
 use crate::error::Error;
 use crate::store::{
@@ -238,12 +238,12 @@ pub async fn events(
         let job = find(&state, &id).await?.job;
         let (events, has_more) = state.store.event_page(job.id, after, limit).await?;
         let events: Vec<EventView> = events.into_iter().map(EventView::from).collect();
-        Ok(serde_json::json!({
-            "job_id": job.id,
-            "events": events,
-            "returned_events": events.len(),
-            "has_more": has_more,
-        }))
+        Ok(EventPageView {
+            job_id: job.id,
+            returned_events: events.len(),
+            events,
+            has_more,
+        })
     }
     .await;
     respond(StatusCode::OK, result)
@@ -254,9 +254,11 @@ pub async fn hosts(state: AppState, id: String, auth: Option<String>) -> Respons
     let result = async {
         authorize(&state.store, auth.as_deref(), Role::Viewer).await?;
         let job = find(&state, &id).await?.job;
-        Ok::<_, Error>(
-            serde_json::json!({"job_id": job.id, "status": job.status, "hosts": job.host_recap}),
-        )
+        Ok::<_, Error>(HostsView {
+            job_id: job.id,
+            status: job.status,
+            hosts: job.host_recap,
+        })
     }
     .await;
     respond(StatusCode::OK, result)

@@ -9,7 +9,7 @@ use super::jobs::CreateJob;
 use super::list_views::{JobSummaryView, PageView, Pagination, StatisticsView};
 use super::reply::ErrorBody;
 use super::users::{CreateUser, Login};
-use super::views::{JobView, LogPageView, PlaybookView, ServerView};
+use super::views::{EventPageView, HostsView, JobView, LogPageView, PlaybookView, ServerView};
 use super::{jobs, query};
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
@@ -157,7 +157,7 @@ const OPERATIONS: &[Operation] = &[
         Some("viewer"),
         &[Q::Int("after_counter"), LIMIT],
         None,
-        (200, "EventPage"),
+        (200, "EventPageView"),
         &[404],
     ),
     op(
@@ -455,6 +455,8 @@ pub fn document() -> OpenApi {
         .register::<JobSummaryView>()
         .register::<StatisticsView>()
         .register::<LogPageView>()
+        .register::<EventPageView>()
+        .register::<HostsView>()
         .register::<CancelView>()
         .register::<CreateJob>()
         .register::<CreateTicket>()
@@ -477,10 +479,20 @@ pub fn document() -> OpenApi {
         .page::<UserView>("UserPage")
         .page::<TicketView>("TicketPage")
         .page::<AuditView>("AuditPage")
-        .schema("Health", object())
+        .schema(
+            "Health",
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property(
+                    "status",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(["ok"])),
+                )
+                .required("status")
+                .build(),
+        )
         .schema("Document", object())
-        .schema("EventPage", object())
-        .schema("HostsView", object())
         .schema(
             "EventStream",
             ObjectBuilder::new().schema_type(Type::String).build(),

@@ -25,7 +25,10 @@ use warp::reply::Response;
 #[serde(deny_unknown_fields)]
 #[schema(examples(json!({"username": "alice", "password": "correct horse battery", "role": "operator"})))]
 pub struct CreateUser {
+    /// 1 to 64 letters, digits, '-', '_', '.' or '@'.
+    #[schema(pattern = r"^[A-Za-z0-9._@-]{1,64}$")]
     username: String,
+    #[schema(min_length = 8, max_length = 256)]
     password: String,
     role: Role,
 }
@@ -215,4 +218,35 @@ async fn verify_password(password: String, stored: Option<String>) -> Result<boo
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::PartialSchema;
+
+    /// The document's limits are literals (utoipa takes no constants); they must say what
+    /// `username` and `password_rules` check.
+    #[test]
+    fn the_documented_user_rules_are_the_checked_ones() {
+        let schema = serde_json::to_value(CreateUser::schema()).expect("serializes");
+        let password = &schema["properties"]["password"];
+        assert_eq!(password["minLength"], password::MIN_LENGTH);
+        assert_eq!(password["maxLength"], password::MAX_LENGTH);
+        assert!(password_rules(&"x".repeat(password::MIN_LENGTH)).is_ok());
+        assert!(password_rules(&"x".repeat(password::MIN_LENGTH - 1)).is_err());
+        assert!(password_rules(&"é".repeat(password::MAX_LENGTH)).is_ok());
+        assert!(password_rules(&"x".repeat(password::MAX_LENGTH + 1)).is_err());
+
+        assert_eq!(
+            schema["properties"]["username"]["pattern"],
+            "^[A-Za-z0-9._@-]{1,64}$"
+        );
+        for good in ["a", "alice.smith@example-1_x", &"u".repeat(64)] {
+            assert!(username(good).is_ok(), "{good}");
+        }
+        for bad in ["", "bob smith", "bob/x", "é", &"u".repeat(65)] {
+            assert!(username(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -2,7 +2,7 @@
 
 use crate::store::{JobDetail, LogPage, LogRecord, PlaybookRecord, Role, ServerRecord, UserRecord};
 use chrono::{DateTime, Utc};
-use drover_shared::protocol::ResourceUsage;
+use drover_shared::protocol::{HostRecap, ResourceUsage};
 use drover_shared::{JobStatus, LogLevel};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -270,4 +270,21 @@ impl From<drover_shared::protocol::JobEvent> for EventView {
             created: timestamp(e.created),
         }
     }
+}
+
+/// `GET /jobs/{id}/events`: one page of a job's ansible-runner events, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct EventPageView {
+    pub job_id: u64,
+    pub events: Vec<EventView>,
+    pub returned_events: usize,
+    pub has_more: bool,
+}
+
+/// `GET /jobs/{id}/hosts`: the per-host recap of the run (empty until it has one).
+#[derive(Serialize, ToSchema)]
+pub struct HostsView {
+    pub job_id: u64,
+    pub status: JobStatus,
+    pub hosts: Vec<HostRecap>,
 }
