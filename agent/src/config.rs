@@ -44,10 +44,17 @@ pub struct Config {
     /// Labels announced in heartbeats (e.g. `dc=eu`).
     #[arg(long = "label", env = "DROVER_LABELS", value_delimiter = ',')]
     pub labels: Vec<String>,
+    /// Seconds between heartbeats; keep it well under the coordinator's
+    /// `--agent-lease-secs` (20 by default).
+    #[arg(long, env = "DROVER_HEARTBEAT_SECS", default_value_t = 5)]
+    pub heartbeat_secs: u64,
 }
 
 impl Config {
     pub fn validate(&self) -> Result<(), String> {
+        if self.heartbeat_secs == 0 {
+            return Err("--heartbeat-secs must be at least 1".into());
+        }
         if !drover_shared::protocol::is_valid_pool_name(&self.pool) {
             return Err(format!(
                 "--pool '{}' is not a valid pool name; use letters, digits, '-' or '_'",

@@ -51,6 +51,7 @@ async fn start(config: Config) -> anyhow::Result<()> {
         config.concurrency,
         config.labels.clone(),
     )
+    .with_heartbeat(std::time::Duration::from_secs(config.heartbeat_secs))
     .start();
     actix::spawn(async move {
         wait_for_signal().await;

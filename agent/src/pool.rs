@@ -18,7 +18,8 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// Default heartbeat interval (`--heartbeat-secs`).
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 /// A pull waits this long for a dispatch before asking again.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
 /// Most dispatches asked for in one pull.
@@ -38,6 +39,7 @@ pub struct PoolActor {
     /// cancel reaches the pool after it.
     pub recently_cancelled: RecentlyCancelled,
     pub slots: Arc<Semaphore>,
+    pub heartbeat_every: Duration,
 }
 
 impl PoolActor {
@@ -58,7 +60,14 @@ impl PoolActor {
             running: HashMap::new(),
             recently_cancelled: RecentlyCancelled::default(),
             slots: Arc::new(Semaphore::new(concurrency as usize)),
+            heartbeat_every: HEARTBEAT_EVERY,
         }
+    }
+
+    /// How often the agent announces itself; the coordinator's lease must be longer.
+    pub fn with_heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat_every = every;
+        self
     }
 }
 
@@ -76,7 +85,7 @@ impl Actor for PoolActor {
         );
         actix::spawn(puller);
         actix::spawn(cancel::listen(self.client.clone(), ctx.address()));
-        ctx.run_interval(HEARTBEAT_EVERY, |actor, _| actor.heartbeat());
+        ctx.run_interval(self.heartbeat_every, |actor, _| actor.heartbeat());
         self.heartbeat();
     }
 }

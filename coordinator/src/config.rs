@@ -9,6 +9,9 @@ pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const DEFAULT_DATA_DIR: &str = "./drover-data";
 /// A week of logs and events kept in the `DROVER_JOBS` stream for replay.
 pub const DEFAULT_JOBS_MAX_AGE_HOURS: u64 = 168;
+/// Seconds an agent may stay silent before its jobs are taken from it: four missed
+/// heartbeats at the agents' default of one every 5 s.
+pub const DEFAULT_AGENT_LEASE_SECS: u64 = 20;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -32,6 +35,10 @@ pub struct Config {
     /// Hours the `DROVER_JOBS` stream keeps logs, events and statuses for replay.
     #[arg(long, env = "DROVER_JOBS_MAX_AGE_HOURS", default_value_t = DEFAULT_JOBS_MAX_AGE_HOURS)]
     pub jobs_max_age_hours: u64,
+    /// Seconds without a heartbeat after which an agent is lost: its running jobs fail
+    /// ("agent <id> lost while running") and its claimed ones go back to the pool.
+    #[arg(long, env = "DROVER_AGENT_LEASE_SECS", default_value_t = DEFAULT_AGENT_LEASE_SECS)]
+    pub agent_lease_secs: u64,
 }
 
 impl Config {
@@ -49,6 +56,9 @@ impl Config {
                 "--nats-url '{}' is not a URL; use e.g. {DEFAULT_NATS_URL}",
                 self.nats_url
             ));
+        }
+        if self.agent_lease_secs == 0 {
+            return Err("--agent-lease-secs must be at least 1".into());
         }
         if self.jobs_max_age_hours == 0 {
             return Err("--jobs-max-age-hours must be at least 1".into());

@@ -39,12 +39,38 @@ pub async fn publish(
     playbook: &PlaybookRecord,
     server: &ServerRecord,
 ) -> Result<(), Error> {
+    publish_as(js, job, playbook, server, job.uuid.to_string()).await
+}
+
+/// Queues a job again after the agent that claimed it was lost. Its first dispatch was
+/// taken, so this one needs a message id of its own to pass JetStream's de-duplication.
+pub async fn requeue(
+    js: &jetstream::Context,
+    job: &JobRecord,
+    playbook: &PlaybookRecord,
+    server: &ServerRecord,
+) -> Result<(), Error> {
+    let id = format!(
+        "{}-requeued-{}",
+        job.uuid,
+        job.updated_at.timestamp_micros()
+    );
+    publish_as(js, job, playbook, server, id).await
+}
+
+async fn publish_as(
+    js: &jetstream::Context,
+    job: &JobRecord,
+    playbook: &PlaybookRecord,
+    server: &ServerRecord,
+    message_id: String,
+) -> Result<(), Error> {
     let payload = dispatch_for(job, playbook, server)
         .encode()
         .map_err(|e| Error::Nats(e.to_string()))?;
     let publish = PublishMessage::build()
         .payload(payload.into())
-        .message_id(job.uuid.to_string());
+        .message_id(message_id);
     js.send_publish(dispatch_subject(&job.pool), publish)
         .await
         .map_err(|e| Error::Nats(format!("cannot dispatch job {}: {e}", job.id)))?

@@ -18,6 +18,10 @@ use std::time::Duration;
 pub const CONSUMER: &str = "coordinator-ingest";
 /// Most messages stored in one commit.
 const CHUNK: usize = 512;
+/// How long JetStream waits for our ack before delivering a message again: after a
+/// coordinator crash, what the dead process had read comes back this soon. A chunk
+/// is stored in well under a second; the margin covers a backlog under a flood.
+const ACK_WAIT: Duration = Duration::from_secs(10);
 /// Unacknowledged messages JetStream lets us hold; bounds memory under a flood.
 const MAX_ACK_PENDING: i64 = 8192;
 
@@ -60,7 +64,7 @@ async fn consume(
             pull::Config {
                 durable_name: Some(CONSUMER.to_owned()),
                 ack_policy: jetstream::consumer::AckPolicy::All,
-                ack_wait: Duration::from_secs(30),
+                ack_wait: ACK_WAIT,
                 max_ack_pending: MAX_ACK_PENDING,
                 ..Default::default()
             },

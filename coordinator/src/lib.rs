@@ -9,6 +9,7 @@
 //! watchers, which [`follow`] a job by reading the store (SSE, WebSocket). Readers see
 //! the store through snapshots and never wait for the writer.
 
+pub mod agents;
 pub mod api;
 pub mod bus;
 pub mod cancel;
@@ -53,6 +54,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
         js: js.clone(),
         undispatched: Arc::default(),
         hub: Arc::default(),
+        agents: Arc::new(agents::Registry::new(Duration::from_secs(
+            config.agent_lease_secs,
+        ))),
     };
     let republished = dispatch::republish_pending(&store, &js).await?;
     if republished > 0 {
@@ -71,6 +75,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
         shutdown.clone(),
     ));
     tokio::spawn(dispatch::redispatch_loop(state.clone(), shutdown.clone()));
+    tokio::spawn(agents::listen(
+        client.clone(),
+        state.agents.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(agents::reap_loop(state.clone(), shutdown.clone()));
     tokio::spawn(cancel::resend_loop(
         client.clone(),
         store.clone(),

@@ -146,7 +146,13 @@ pub async fn list(state: AppState, auth: Option<String>, query: Query) -> Respon
             page: query::page(&query)?,
         };
         let page = state.store.list_jobs(request).await?;
-        Ok::<_, Error>(PageView::new(page, JobSummaryView::from))
+        let now = tokio::time::Instant::now();
+        Ok::<_, Error>(PageView::new(page, |detail| {
+            let reason = pending_reason(&state, &detail.job, now);
+            let mut view = JobSummaryView::from(detail);
+            view.pending_reason = reason;
+            view
+        }))
     }
     .await;
     respond(StatusCode::OK, result)
@@ -162,6 +168,14 @@ pub async fn statistics(state: AppState, auth: Option<String>, query: Query) -> 
     }
     .await;
     respond(StatusCode::OK, result)
+}
+
+/// Why `job` waits, if it is pending and the agents of its pool explain it.
+fn pending_reason(state: &AppState, job: &JobRecord, now: tokio::time::Instant) -> Option<String> {
+    if job.status != drover_shared::JobStatus::Pending || job.agent_id.is_some() {
+        return None;
+    }
+    state.agents.pending_reason(&job.pool, now)
 }
 
 /// `GET /jobs/42` or `GET /jobs/550e8400-e29b-41d4-a716-446655440000`.
@@ -185,7 +199,11 @@ pub(super) async fn find(state: &AppState, raw: &str) -> Result<JobDetail, Error
 pub async fn get(state: AppState, id: String, auth: Option<String>) -> Response {
     let result = async {
         authorize(&state.store, auth.as_deref(), Role::Viewer).await?;
-        Ok::<_, Error>(JobView::from(find(&state, &id).await?))
+        let detail = find(&state, &id).await?;
+        let reason = pending_reason(&state, &detail.job, tokio::time::Instant::now());
+        let mut view = JobView::from(detail);
+        view.pending_reason = reason;
+        Ok::<_, Error>(view)
     }
     .await;
     respond(StatusCode::OK, result)

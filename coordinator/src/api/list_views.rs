@@ -55,6 +55,8 @@ pub struct JobSummaryView {
     pub completed_at: Option<String>,
     pub exit_code: Option<i32>,
     pub retry_of: Option<u64>,
+    /// Why a pending job has not started, when the agents explain it.
+    pub pending_reason: Option<String>,
     pub created_at: String,
 }
 
@@ -75,6 +77,7 @@ impl From<JobDetail> for JobSummaryView {
             completed_at: opt_timestamp(job.completed_at),
             exit_code: job.exit_code,
             retry_of: job.retry_of,
+            pending_reason: None,
             created_at: timestamp(job.created_at),
         }
     }

@@ -3,6 +3,7 @@
 //! `{"error", "detail"}` with the status of the error's kind.
 
 mod admin_views;
+mod agents;
 mod audit;
 mod auth;
 mod body;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub undispatched: Arc<DashSet<u64>>,
     /// Wakes live watchers after each ingest commit.
     pub hub: Arc<Hub>,
+    /// What agents said in their heartbeats.
+    pub agents: Arc<crate::agents::Registry>,
 }
 
 pub fn routes(
@@ -314,6 +317,11 @@ fn people_routes(state: AppState) -> Route {
         .and(s())
         .and(auth())
         .then(|id, state, auth| tickets::get(state, id, auth));
+    let agents = warp::path!("agents")
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .then(agents::list);
     let audit_trail = warp::path!("audit")
         .and(warp::get())
         .and(s())
@@ -337,6 +345,8 @@ fn people_routes(state: AppState) -> Route {
         .or(get_ticket)
         .unify()
         .or(audit_trail)
+        .unify()
+        .or(agents)
         .unify()
         .boxed()
 }

@@ -3,6 +3,7 @@
 //! views' and requests' `ToSchema` derives, so the document follows the structs.
 
 use super::admin_views::{AuditView, RevokedView, TicketView, TokenView, UserView};
+use super::agents::AgentsView;
 use super::catalog::{CreatePlaybook, CreateServer, Deleted};
 use super::job_actions::{CancelView, CreateTicket};
 use super::jobs::CreateJob;
@@ -400,6 +401,16 @@ const OPERATIONS: &[Operation] = &[
         (200, "AuditPage"),
         &[],
     ),
+    op(
+        Get,
+        "/agents",
+        "Agents and pools, from their heartbeats",
+        Some("viewer"),
+        &[],
+        None,
+        (200, "AgentsView"),
+        &[],
+    ),
 ];
 
 #[allow(clippy::too_many_arguments)]
@@ -472,6 +483,7 @@ pub fn document() -> OpenApi {
         .register::<TokenView>()
         .register::<RevokedView>()
         .register::<AuditView>()
+        .register::<AgentsView>()
         .register::<Pagination>()
         .page::<JobSummaryView>("JobPage")
         .page::<PlaybookView>("PlaybookPage")

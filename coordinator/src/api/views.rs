@@ -62,6 +62,8 @@ pub struct JobView {
     pub retry_of: Option<u64>,
     /// Who asked to cancel this running job; cleared when it ends.
     pub cancel_requested_by: Option<String>,
+    /// Why a pending job has not started, when the agents explain it.
+    pub pending_reason: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -117,6 +119,7 @@ impl From<JobDetail> for JobView {
             timeout: job.timeout_secs,
             retry_of: job.retry_of,
             cancel_requested_by: job.cancel.map(|mark| mark.by_user),
+            pending_reason: None,
             created_at: timestamp(job.created_at),
             updated_at: timestamp(job.updated_at),
         }

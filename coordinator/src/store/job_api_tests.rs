@@ -509,3 +509,82 @@ async fn tokens_revoke_and_the_audit_has_only_what_happened() {
         .expect("reads");
     assert_eq!(later.total, 3);
 }
+
+#[tokio::test]
+async fn a_lost_agent_fails_what_it_ran_and_returns_what_it_claimed() {
+    let f = fixture().await;
+    let running = f.job(0, 0, 1).await;
+    f.finish(&running, JobStatus::Running, 1).await;
+    let claimed = f.job(0, 1, 1).await;
+    assert!(
+        f.store
+            .claim(claimed.uuid, "a".into())
+            .await
+            .expect("claims")
+            .granted
+    );
+    let other = f.job(1, 0, 1).await;
+    assert!(
+        f.store
+            .claim(other.uuid, "b".into())
+            .await
+            .expect("claims")
+            .granted
+    );
+
+    let mut held: Vec<(u64, String)> = f
+        .store
+        .claimed_jobs()
+        .await
+        .expect("lists")
+        .into_iter()
+        .map(|(id, _, agent)| (id, agent))
+        .collect();
+    held.sort();
+    assert_eq!(
+        held,
+        vec![
+            (running.id, "a".into()),
+            (claimed.id, "a".into()),
+            (other.id, "b".into())
+        ]
+    );
+
+    let reaped = f
+        .store
+        .reap_agent("a".into(), "agent a lost while running".into())
+        .await
+        .expect("reaps");
+    let failed: Vec<u64> = reaped.failed.iter().map(|j| j.id).collect();
+    assert_eq!(failed, vec![running.id]);
+    assert_eq!(reaped.failed[0].status, JobStatus::Failed);
+    assert_eq!(
+        reaped.failed[0].error.as_deref(),
+        Some("agent a lost while running")
+    );
+    let requeued: Vec<(u64, Option<String>)> = reaped
+        .requeued
+        .iter()
+        .map(|(j, _, _)| (j.id, j.agent_id.clone()))
+        .collect();
+    assert_eq!(requeued, vec![(claimed.id, None)]);
+    // The requeued job can be claimed by another agent; b's job was not touched.
+    assert!(
+        f.store
+            .claim(claimed.uuid, "c".into())
+            .await
+            .expect("claims")
+            .granted
+    );
+    let left: Vec<String> = f
+        .store
+        .claimed_jobs()
+        .await
+        .expect("lists")
+        .into_iter()
+        .map(|(_, _, a)| a)
+        .collect();
+    assert!(left.contains(&"b".to_owned()) && !left.contains(&"a".to_owned()));
+    let stats = f.store.statistics(None).await.expect("stats");
+    assert!(stats.counts.contains(&(JobStatus::Failed, 1)));
+}

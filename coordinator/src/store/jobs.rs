@@ -86,7 +86,8 @@ impl JobProgress {
 pub struct Ingested {
     pub outcomes: Vec<IngestOutcome>,
     pub progress: Vec<JobProgress>,
-    /// Jobs cancelled before they started whose agent reports them running anyway.
+    /// Finished jobs some agent still reports on (cancelled before they started, or
+    /// taken from an agent that was lost and came back): it is told to stop.
     pub stop_agents: Vec<Uuid>,
 }
 
@@ -242,7 +243,7 @@ impl Store {
                     before.push((uuid, job_by_uuid(tx, uuid)?.map(|job| job.status)));
                 }
                 outcomes.push(match message {
-                    Ingest::Logs(batch) => apply_logs(tx, batch)?,
+                    Ingest::Logs(batch) => apply_logs(tx, batch, &mut stop_agents)?,
                     Ingest::Events(batch) => apply_events(tx, batch)?,
                     Ingest::Status(change) => apply_status(tx, change, &mut stop_agents)?,
                 });
@@ -363,7 +364,11 @@ pub(super) fn job_by_uuid(tx: &WriteTransaction, uuid: Uuid) -> Result<Option<Jo
     }
 }
 
-fn apply_logs(tx: &WriteTransaction, batch: LogBatch) -> Result<IngestOutcome, Error> {
+fn apply_logs(
+    tx: &WriteTransaction,
+    batch: LogBatch,
+    stop_agents: &mut Vec<Uuid>,
+) -> Result<IngestOutcome, Error> {
     let Some(mut job) = job_by_uuid(tx, batch.job_uuid)? else {
         return Ok(IngestOutcome::Rejected(format!(
             "log batch for unknown job {}",
@@ -377,6 +382,8 @@ fn apply_logs(tx: &WriteTransaction, batch: LogBatch) -> Result<IngestOutcome, E
         )));
     }
     if job.status.is_finished() && batch.lines.iter().any(|l| l.line_number > job.total_lines) {
+        // Whoever still runs it (an agent declared lost that came back) must stop.
+        stop_agents.push(job.uuid);
         return Ok(IngestOutcome::Rejected(format!(
             "new lines for job {}, which is already {}",
             job.id, job.status

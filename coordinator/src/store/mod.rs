@@ -11,6 +11,7 @@ mod job_control;
 mod job_index;
 mod job_list;
 mod jobs;
+mod leases;
 mod records;
 mod tables;
 mod users;
@@ -23,6 +24,7 @@ pub use job_list::{JobQuery, Page, Paged, PlaybookCount, Statistics};
 pub use jobs::{
     Ingest, IngestOutcome, Ingested, JobDetail, JobFilter, JobProgress, LogPage, NewJob,
 };
+pub use leases::Reaped;
 pub use records::{
     AuditRecord, FailureSummary, JobRecord, LogRecord, PlaybookRecord, Priority, Role,
     ServerRecord, TicketRecord, TokenRecord, UserRecord,
