@@ -127,3 +127,37 @@ pub async fn redispatch_loop(state: crate::api::AppState, mut shutdown: crate::s
         }
     }
 }
+
+/// Dispatches held jobs as their servers become free: after every status change, and
+/// once a second in case a change was missed.
+pub async fn release_loop(state: crate::api::AppState, mut shutdown: crate::shutdown::Shutdown) {
+    let mut statuses = state.hub.statuses();
+    loop {
+        tokio::select! {
+            _ = statuses.recv() => {}
+            () = tokio::time::sleep(RELEASE_EVERY) => {}
+            () = shutdown.wait() => return,
+        }
+        let released = match state.store.release_held().await {
+            Ok(released) => released,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot release held jobs");
+                continue;
+            }
+        };
+        for (job, playbook, server) in released {
+            tracing::info!(
+                job = job.id,
+                server = server.id,
+                "server free; job dispatched"
+            );
+            if let Err(e) = publish(&state.js, &job, &playbook, &server).await {
+                tracing::warn!(job = job.id, error = %e, "dispatch deferred");
+                state.undispatched.insert(job.id);
+            }
+        }
+    }
+}
+
+/// How often held jobs are checked even without a status change.
+const RELEASE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);

@@ -75,6 +75,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
         shutdown.clone(),
     ));
     tokio::spawn(dispatch::redispatch_loop(state.clone(), shutdown.clone()));
+    tokio::spawn(dispatch::release_loop(state.clone(), shutdown.clone()));
     tokio::spawn(agents::listen(
         client.clone(),
         state.agents.clone(),

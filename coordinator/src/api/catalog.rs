@@ -37,6 +37,9 @@ pub struct CreatePlaybook {
     content: String,
     /// Default timeout in seconds for jobs of this playbook.
     timeout: Option<u64>,
+    /// Jobs of this playbook may run while others run on the same server.
+    #[serde(default)]
+    allow_simultaneous: bool,
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -97,11 +100,12 @@ impl CreatePlaybook {
             description: self.description,
             content: self.content,
             timeout_secs: self.timeout,
+            allow_simultaneous: self.allow_simultaneous,
         })
     }
 
     fn audited(&self) -> serde_json::Value {
-        serde_json::json!({"name": self.name, "description": self.description, "timeout": self.timeout, "content_bytes": self.content.len()})
+        serde_json::json!({"name": self.name, "description": self.description, "timeout": self.timeout, "allow_simultaneous": self.allow_simultaneous, "content_bytes": self.content.len()})
     }
 }
 

@@ -119,7 +119,10 @@ pub(super) async fn announce(
     user: UserRecord,
 ) -> JobView {
     state.hub.publish(&[JobProgress::of(&job, true)]);
-    if let Err(e) = dispatch::publish(&state.js, &job, &playbook, &server).await {
+    // A held job is dispatched when its server is free (see `dispatch::release_loop`).
+    if !job.held
+        && let Err(e) = dispatch::publish(&state.js, &job, &playbook, &server).await
+    {
         tracing::warn!(job = job.id, error = %e, "dispatch deferred");
         state.undispatched.insert(job.id);
     }
@@ -148,7 +151,7 @@ pub async fn list(state: AppState, auth: Option<String>, query: Query) -> Respon
         let page = state.store.list_jobs(request).await?;
         let now = tokio::time::Instant::now();
         Ok::<_, Error>(PageView::new(page, |detail| {
-            let reason = pending_reason(&state, &detail.job, now);
+            let reason = pending_reason(&state, &detail, now);
             let mut view = JobSummaryView::from(detail);
             view.pending_reason = reason;
             view
@@ -170,10 +173,24 @@ pub async fn statistics(state: AppState, auth: Option<String>, query: Query) -> 
     respond(StatusCode::OK, result)
 }
 
-/// Why `job` waits, if it is pending and the agents of its pool explain it.
-fn pending_reason(state: &AppState, job: &JobRecord, now: tokio::time::Instant) -> Option<String> {
+/// Why a job waits, if it is pending: its server is busy, or its pool's agents explain it.
+fn pending_reason(
+    state: &AppState,
+    detail: &JobDetail,
+    now: tokio::time::Instant,
+) -> Option<String> {
+    let job = &detail.job;
     if job.status != drover_shared::JobStatus::Pending || job.agent_id.is_some() {
         return None;
+    }
+    if job.held {
+        let server = detail.server.as_ref().map_or_else(
+            || job.server_id.to_string(),
+            |s| format!("'{}'", s.hostname),
+        );
+        return Some(format!(
+            "waiting for server {server} to be free: the playbook does not allow simultaneous runs"
+        ));
     }
     state.agents.pending_reason(&job.pool, now)
 }
@@ -200,7 +217,7 @@ pub async fn get(state: AppState, id: String, auth: Option<String>) -> Response 
     let result = async {
         authorize(&state.store, auth.as_deref(), Role::Viewer).await?;
         let detail = find(&state, &id).await?;
-        let reason = pending_reason(&state, &detail.job, tokio::time::Instant::now());
+        let reason = pending_reason(&state, &detail, tokio::time::Instant::now());
         let mut view = JobView::from(detail);
         view.pending_reason = reason;
         Ok::<_, Error>(view)

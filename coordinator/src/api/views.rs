@@ -181,6 +181,7 @@ pub struct PlaybookView {
     pub description: String,
     pub content: String,
     pub timeout: Option<u64>,
+    pub allow_simultaneous: bool,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -193,6 +194,7 @@ impl From<PlaybookRecord> for PlaybookView {
             description: p.description,
             content: p.content,
             timeout: p.timeout_secs,
+            allow_simultaneous: p.allow_simultaneous,
             created_at: timestamp(p.created_at),
             updated_at: timestamp(p.updated_at),
         }

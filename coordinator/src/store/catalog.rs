@@ -23,6 +23,7 @@ pub struct NewPlaybook {
     pub description: String,
     pub content: String,
     pub timeout_secs: Option<u64>,
+    pub allow_simultaneous: bool,
 }
 
 /// A server as submitted, already validated by the API.
@@ -147,6 +148,7 @@ impl NewPlaybook {
             description: self.description,
             content: self.content,
             timeout_secs: self.timeout_secs,
+            allow_simultaneous: self.allow_simultaneous,
             created_at,
             updated_at,
         }

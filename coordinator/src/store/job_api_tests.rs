@@ -40,6 +40,8 @@ async fn fixture() -> Fixture {
                     description: String::new(),
                     content: "- hosts: all\n".into(),
                     timeout_secs: None,
+                    // These tests are about lists and counts, not about servers' queues.
+                    allow_simultaneous: true,
                 },
                 audit("POST /playbooks"),
             )
@@ -587,4 +589,91 @@ async fn a_lost_agent_fails_what_it_ran_and_returns_what_it_claimed() {
     assert!(left.contains(&"b".to_owned()) && !left.contains(&"a".to_owned()));
     let stats = f.store.statistics(None).await.expect("stats");
     assert!(stats.counts.contains(&(JobStatus::Failed, 1)));
+}
+
+#[tokio::test]
+async fn one_job_at_a_time_per_server_in_submission_order() {
+    let f = fixture().await;
+    let alone = f
+        .store
+        .create_playbook(
+            NewPlaybook {
+                name: "alone".into(),
+                description: String::new(),
+                content: "- hosts: all\n".into(),
+                timeout_secs: None,
+                allow_simultaneous: false,
+            },
+            audit("POST /playbooks"),
+        )
+        .await
+        .expect("playbook");
+    let new_job = |server: u64, playbook: u64| {
+        f.store.create_job(
+            NewJob {
+                playbook_id: playbook,
+                server_id: server,
+                user_id: 1,
+                extra_vars: serde_json::json!({}),
+                timeout_secs: None,
+                verbosity: 0,
+                retry_of: None,
+            },
+            audit("POST /jobs"),
+        )
+    };
+    let server = f.servers[0];
+    let first = new_job(server, alone.id).await.expect("job").0;
+    let second = new_job(server, alone.id).await.expect("job").0;
+    let third = new_job(server, alone.id).await.expect("job").0;
+    let elsewhere = new_job(f.servers[1], alone.id).await.expect("job").0;
+    let together = new_job(server, f.playbooks[0]).await.expect("job").0;
+    assert!(!first.held && second.held && third.held);
+    assert!(!elsewhere.held, "another server is free");
+    assert!(!together.held, "its playbook allows simultaneous runs");
+    let refused = f
+        .store
+        .claim(second.uuid, "a".into())
+        .await
+        .expect("claims");
+    assert!(!refused.granted, "a held job cannot be claimed");
+    let unclaimed: Vec<u64> = f
+        .store
+        .unclaimed_pending_jobs()
+        .await
+        .expect("lists")
+        .iter()
+        .map(|(j, _, _)| j.id)
+        .collect();
+    assert!(!unclaimed.contains(&second.id) && !unclaimed.contains(&third.id));
+
+    assert!(
+        f.store.release_held().await.expect("releases").is_empty(),
+        "the server is busy"
+    );
+    f.finish(&first, JobStatus::Success, 1).await;
+    assert!(
+        f.store.release_held().await.expect("releases").is_empty(),
+        "the other job still runs there"
+    );
+    f.finish(&together, JobStatus::Success, 1).await;
+    let released: Vec<u64> = f
+        .store
+        .release_held()
+        .await
+        .expect("releases")
+        .iter()
+        .map(|(j, _, _)| j.id)
+        .collect();
+    assert_eq!(released, vec![second.id], "the oldest first, one at a time");
+    assert!(f.store.release_held().await.expect("releases").is_empty());
+    // The third is cancelled while it waits: it leaves the queue.
+    f.store
+        .cancel_job(third.id, "admin".into(), audit("cancel"))
+        .await
+        .expect("cancels");
+    f.finish(&second, JobStatus::Failed, 1).await;
+    assert!(f.store.release_held().await.expect("releases").is_empty());
+    let next = new_job(server, alone.id).await.expect("job").0;
+    assert!(!next.held, "the server is free again");
 }

@@ -54,6 +54,7 @@ impl Store {
                     job.exit_code = Some(exit_code::CANCELLED);
                     job.completed_at = Some(now);
                     job.error = Some(format!("cancelled by {by_user} before it started"));
+                    job.held = false;
                     CancelOutcome::Cancelled
                 }
                 JobStatus::Running => {

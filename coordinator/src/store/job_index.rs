@@ -4,7 +4,7 @@
 
 use super::records::JobRecord;
 use super::tables::{
-    COUNTERS, JOBS, JOBS_BY_PLAYBOOK, JOBS_BY_PLAYBOOK_STATUS, JOBS_BY_SERVER,
+    COUNTERS, HELD, JOBS, JOBS_BY_PLAYBOOK, JOBS_BY_PLAYBOOK_STATUS, JOBS_BY_SERVER,
     JOBS_BY_SERVER_STATUS, JOBS_BY_STATUS, JOBS_BY_USER, JOBS_BY_USER_STATUS, encode,
 };
 use crate::error::Error;
@@ -31,6 +31,10 @@ pub fn put_job(
         .insert(job.id, encode(job)?.as_slice())?;
     if old_status == Some(job.status) {
         return Ok(());
+    }
+    if job.status.is_finished() {
+        // A held job cancelled while it waited leaves the queue of its server.
+        tx.open_table(HELD)?.remove((job.server_id, job.id))?;
     }
     let mut by_status = tx.open_table(JOBS_BY_STATUS)?;
     let mut paired = [

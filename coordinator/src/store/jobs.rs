@@ -6,8 +6,9 @@ use super::audit::{self, Audit};
 use super::catalog::{get_record, get_record_tx};
 use super::job_index::put_job;
 use super::records::{HeldFinal, JobRecord, LogRecord, PlaybookRecord, ServerRecord, UserRecord};
+use super::server_queue;
 use super::tables::{
-    EVENTS, JOB_UUIDS, JOBS, JOBS_BY_STATUS, LOGS, PLAYBOOKS, SERVERS, USERS, decode, encode,
+    EVENTS, HELD, JOB_UUIDS, JOBS, JOBS_BY_STATUS, LOGS, PLAYBOOKS, SERVERS, USERS, decode, encode,
     next_id, take_ids,
 };
 use crate::error::Error;
@@ -179,7 +180,7 @@ impl Store {
                 let Some(job) = get_record::<JobRecord>(tx, JOBS, id)? else {
                     continue;
                 };
-                if job.agent_id.is_some() {
+                if job.agent_id.is_some() || job.held {
                     continue;
                 }
                 let playbook = get_record(tx, PLAYBOOKS, job.playbook_id)?;
@@ -220,6 +221,9 @@ impl Store {
             }
             if job.status != JobStatus::Pending {
                 return Ok(refuse(format!("job {} is {}", job.id, job.status)));
+            }
+            if job.held {
+                return Ok(refuse(format!("job {} waits for its server", job.id)));
             }
             job.agent_id = Some(agent_id);
             job.updated_at = Utc::now();
@@ -307,6 +311,7 @@ pub(super) fn insert_job(
     // binary search over ids even if the clock steps back.
     let previous = get_record_tx::<JobRecord>(tx, JOBS, id.saturating_sub(1))?;
     let now = previous.map_or_else(Utc::now, |p| p.created_at.max(Utc::now()));
+    let held = server_queue::must_wait(tx, &playbook, server.id)?;
     let job = JobRecord {
         id,
         uuid: Uuid::new_v4(),
@@ -330,11 +335,15 @@ pub(super) fn insert_job(
         host_recap: Vec::new(),
         retry_of: new.retry_of,
         cancel: None,
+        held,
         created_at: now,
         updated_at: now,
     };
     tx.open_table(JOB_UUIDS)?
         .insert(job.uuid.as_u128(), job.id)?;
+    if held {
+        tx.open_table(HELD)?.insert((server.id, job.id), ())?;
+    }
     put_job(tx, &job, None)?;
     Ok((job, playbook, server))
 }

@@ -13,6 +13,7 @@ mod job_list;
 mod jobs;
 mod leases;
 mod records;
+mod server_queue;
 mod tables;
 mod users;
 mod writer;

@@ -101,6 +101,10 @@ pub struct PlaybookRecord {
     pub content: String,
     /// Default wall-clock limit for jobs of this playbook.
     pub timeout_secs: Option<u64>,
+    /// Jobs of this playbook may run while other jobs run on the same server (AWX's
+    /// `allow_simultaneous`); by default a job waits for its server to be free.
+    #[serde(default)]
+    pub allow_simultaneous: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -155,6 +159,9 @@ pub struct JobRecord {
     /// Set while a cancel of a running job waits for its agent.
     #[serde(default)]
     pub cancel: Option<CancelMark>,
+    /// Not dispatched yet: another job runs on its server. Released in submission order.
+    #[serde(default)]
+    pub held: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -21,6 +21,7 @@ async fn store_with_job() -> (tempfile::TempDir, Store, JobRecord) {
                 description: String::new(),
                 content: "- hosts: all\n".into(),
                 timeout_secs: Some(60),
+                allow_simultaneous: false,
             },
             audit(),
         )

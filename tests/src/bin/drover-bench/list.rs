@@ -101,11 +101,7 @@ pub async fn list_queries(
     .await;
     let mut playbooks = Vec::new();
     for n in 0..PLAYBOOKS {
-        playbooks.push(
-            stack
-                .playbook(&format!("list-{n}"), crate::overhead::TRIVIAL_PLAYBOOK)
-                .await,
-        );
+        playbooks.push(crate::simultaneous_playbook(&stack, &format!("list-{n}")).await?);
     }
     // A pool no agent serves: only the benchmark claims these jobs.
     let server = stack

@@ -172,7 +172,7 @@ async fn shared_stack_sections(
     stack.start_agent_with_runner("dispatch", 64, &instant);
     let client = async_nats::connect(&stack.nats_url).await?;
     let js = async_nats::jetstream::new(client.clone());
-    let playbook = stack.playbook("trivial", overhead::TRIVIAL_PLAYBOOK).await;
+    let playbook = simultaneous_playbook(&stack, "trivial").await?;
     let nowhere = stack
         .server(json!({"hostname": "bench", "ip_address": "127.0.0.1", "pool": "bench"}))
         .await;
@@ -499,4 +499,17 @@ async fn stream_everything(stack: &Stack, jobs: &[u64]) -> anyhow::Result<u64> {
         reader.await??;
     }
     Ok(peak)
+}
+
+/// The benchmark's playbook: its jobs share a few servers and run side by side (by
+/// default a server runs one job at a time).
+pub async fn simultaneous_playbook(stack: &Stack, name: &str) -> anyhow::Result<u64> {
+    let (status, body) = stack
+        .post(
+            "/playbooks",
+            json!({"name": name, "content": overhead::TRIVIAL_PLAYBOOK, "allow_simultaneous": true}),
+        )
+        .await;
+    anyhow::ensure!(status.is_success(), "playbook not created: {body}");
+    anyhow::Context::context(body["id"].as_u64(), "playbook id")
 }
