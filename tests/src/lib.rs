@@ -114,3 +114,28 @@ pub fn processes_matching(needle: &str) -> Vec<u32> {
         })
         .collect()
 }
+
+/// Pids of the processes whose environment holds `name=value` (the agent marks every
+/// process of a job with `DROVER_JOB_UUID=<uuid>`, which children inherit even when
+/// they leave the job's session). Processes whose environment cannot be read are
+/// skipped.
+pub fn processes_with_env(name: &str, value: &str) -> Vec<u32> {
+    let wanted = format!("{name}={value}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|raw| raw.split(|b| *b == 0).any(|var| var == wanted.as_bytes()))
+        })
+        .collect()
+}
+
+/// Sends SIGKILL to one process (a test's leftover, found by its marker).
+pub fn kill_pid(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+}

@@ -15,6 +15,11 @@ pub struct StackOptions {
     /// Agents started in pool `default`.
     pub agents: usize,
     pub concurrency: u32,
+    /// Flags added to the coordinator's command line, at start and at every restart
+    /// (fault tests shorten leases with them).
+    pub coordinator_args: Vec<String>,
+    /// Flags added to every agent's command line (e.g. a short heartbeat).
+    pub agent_args: Vec<String>,
 }
 
 impl Default for StackOptions {
@@ -22,6 +27,8 @@ impl Default for StackOptions {
         StackOptions {
             agents: 1,
             concurrency: 4,
+            coordinator_args: Vec::new(),
+            agent_args: Vec::new(),
         }
     }
 }
@@ -31,15 +38,67 @@ pub struct Stack {
     pub http: String,
     pub nats_url: String,
     client: reqwest::Client,
+    nats_port: u16,
+    http_port: u16,
     nats: Child,
     coordinator: Child,
+    coordinator_args: Vec<String>,
+    agent_args: Vec<String>,
     agents: Vec<Child>,
+    agent_ids: Vec<String>,
 }
 
+/// A service's log file. Appended to, so a restarted process continues the log of the
+/// one it replaces.
 fn log_file(dir: &Path, name: &str) -> Stdio {
-    std::fs::File::create(dir.join(format!("{name}.log")))
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))
         .map(Stdio::from)
         .unwrap_or_else(|_| Stdio::null())
+}
+
+fn spawn_nats(dir: &Path, port: u16) -> Child {
+    Command::new(venv_bin("nats-server"))
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir.join("jetstream"))
+        .stdout(log_file(dir, "nats"))
+        .stderr(log_file(dir, "nats-err"))
+        .spawn()
+        .expect("nats-server starts")
+}
+
+fn spawn_coordinator(dir: &Path, http_port: u16, nats_url: &str, extra: &[String]) -> Child {
+    Command::new(bin_dir().join("drover-coordinator"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
+        .args(["--nats-url", nats_url, "--admin-token", ADMIN_TOKEN])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(log_file(dir, "coordinator"))
+        .stderr(log_file(dir, "coordinator-err"))
+        .spawn()
+        .expect("coordinator starts")
+}
+
+/// Sends SIGKILL and reaps the process (a no-op if it already exited and was reaped).
+fn kill_now(child: &mut Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Sends SIGTERM and waits up to `grace` for the exit, then SIGKILL.
+fn terminate_and_wait(child: &mut Child, grace: Duration) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    terminate(child.id());
+    wait_or_kill(child, grace);
 }
 
 impl Stack {
@@ -55,38 +114,22 @@ impl Stack {
         let nats_port = free_port();
         let http_port = free_port();
         let nats_url = format!("nats://127.0.0.1:{nats_port}");
-        let nats = Command::new(venv_bin("nats-server"))
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &nats_port.to_string(),
-                "-sd",
-            ])
-            .arg(dir.path().join("jetstream"))
-            .stdout(log_file(dir.path(), "nats"))
-            .stderr(log_file(dir.path(), "nats-err"))
-            .spawn()
-            .expect("nats-server starts");
-        let coordinator = Command::new(bin_dir().join("drover-coordinator"))
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
-            .args(["--nats-url", &nats_url, "--admin-token", ADMIN_TOKEN])
-            .env("RUST_LOG", "info")
-            .stdout(log_file(dir.path(), "coordinator"))
-            .stderr(log_file(dir.path(), "coordinator-err"))
-            .spawn()
-            .expect("coordinator starts");
+        let nats = spawn_nats(dir.path(), nats_port);
+        let coordinator =
+            spawn_coordinator(dir.path(), http_port, &nats_url, &options.coordinator_args);
         std::fs::create_dir_all(dir.path().join("keys")).expect("key dir");
         let mut stack = Stack {
             http: format!("http://127.0.0.1:{http_port}"),
             nats_url,
             client: reqwest::Client::new(),
+            nats_port,
+            http_port,
             nats,
             coordinator,
+            coordinator_args: options.coordinator_args.clone(),
+            agent_args: options.agent_args.clone(),
             agents: Vec::new(),
+            agent_ids: Vec::new(),
             dir,
         };
         for _ in 0..options.agents {
@@ -123,17 +166,33 @@ impl Stack {
         concurrency: u32,
         runner: &Path,
     ) -> usize {
+        self.spawn_agent(pool, concurrency, runner, &[])
+    }
+
+    /// Starts one more agent with `extra` flags after the stack's own agent flags;
+    /// returns its index.
+    pub fn start_agent_with_args(&mut self, pool: &str, concurrency: u32, extra: &[&str]) -> usize {
+        self.spawn_agent(pool, concurrency, &venv_bin("ansible-runner"), extra)
+    }
+
+    fn spawn_agent(
+        &mut self,
+        pool: &str,
+        concurrency: u32,
+        runner: &Path,
+        extra: &[&str],
+    ) -> usize {
         let index = self.agents.len();
+        let agent_id = format!(
+            "agent-{index}-{}",
+            self.nats_url.rsplit(':').next().unwrap_or("0")
+        );
         let agent = Command::new(bin_dir().join("drover-agent"))
             .args(["--nats-url", &self.nats_url, "--pool", pool])
             .args(["--concurrency", &concurrency.to_string()])
-            .args([
-                "--agent-id",
-                &format!(
-                    "agent-{index}-{}",
-                    self.nats_url.rsplit(':').next().unwrap_or("0")
-                ),
-            ])
+            .args(["--agent-id", &agent_id])
+            .args(&self.agent_args)
+            .args(extra)
             .arg("--work-dir")
             .arg(self.dir.path().join(format!("work-{index}")))
             .arg("--key-dir")
@@ -146,7 +205,101 @@ impl Stack {
             .spawn()
             .expect("agent starts");
         self.agents.push(agent);
+        self.agent_ids.push(agent_id);
         index
+    }
+
+    /// The `--agent-id` of agent `index`.
+    pub fn agent_id(&self, index: usize) -> &str {
+        &self.agent_ids[index]
+    }
+
+    pub fn agent_pid(&self, index: usize) -> u32 {
+        self.agents[index].id()
+    }
+
+    /// kill -9 of agent `index`: it gets no chance to clean up.
+    pub fn kill_agent(&mut self, index: usize) {
+        kill_now(&mut self.agents[index]);
+    }
+
+    /// SIGTERM to agent `index`, waiting up to 10 s for it to exit (then SIGKILL).
+    pub fn stop_agent(&mut self, index: usize) {
+        terminate_and_wait(&mut self.agents[index], Duration::from_secs(10));
+    }
+
+    pub fn coordinator_pid(&self) -> u32 {
+        self.coordinator.id()
+    }
+
+    /// The coordinator's `--data-dir`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// kill -9 of the coordinator: no shutdown, no flush.
+    pub fn kill_coordinator(&mut self) {
+        kill_now(&mut self.coordinator);
+    }
+
+    /// Starts the coordinator again on the same data dir, HTTP port, NATS URL and flags
+    /// (stopping the running one first with kill -9 if there is one); waits until it is
+    /// healthy. Its log continues `coordinator.log`.
+    pub async fn restart_coordinator(&mut self) {
+        kill_now(&mut self.coordinator);
+        self.coordinator = spawn_coordinator(
+            self.dir.path(),
+            self.http_port,
+            &self.nats_url,
+            &self.coordinator_args,
+        );
+        self.wait_healthy().await;
+    }
+
+    pub fn nats_pid(&self) -> u32 {
+        self.nats.id()
+    }
+
+    /// Stops nats-server with SIGTERM (it flushes its JetStream store) and waits for it.
+    pub fn stop_nats(&mut self) {
+        terminate_and_wait(&mut self.nats, Duration::from_secs(10));
+    }
+
+    /// kill -9 of nats-server.
+    pub fn kill_nats(&mut self) {
+        kill_now(&mut self.nats);
+    }
+
+    /// Starts nats-server again on the same port with the same JetStream store dir
+    /// (stopping the running one first, with SIGTERM, if there is one); waits until it
+    /// accepts connections.
+    pub async fn restart_nats(&mut self) {
+        terminate_and_wait(&mut self.nats, Duration::from_secs(10));
+        self.nats = spawn_nats(self.dir.path(), self.nats_port);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(client) = async_nats::ConnectOptions::new()
+                .connection_timeout(Duration::from_secs(1))
+                .connect(&self.nats_url)
+                .await
+            {
+                // A round trip: the server is serving, not just listening.
+                if client.flush().await.is_ok()
+                    && async_nats::jetstream::new(client)
+                        .query_account()
+                        .await
+                        .is_ok()
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not come back in 20 s; logs in {}",
+                self.dir.path().display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn wait_healthy(&self) {
@@ -295,17 +448,18 @@ pub enum RequestBody {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        // Agents first, gracefully: they kill their jobs' processes on SIGTERM.
-        for agent in &self.agents {
-            terminate(agent.id());
+        // Agents first, gracefully: they kill their jobs' processes on SIGTERM. One a
+        // test already stopped (and reaped) is skipped: its pid may be someone else's now.
+        for agent in &mut self.agents {
+            if !matches!(agent.try_wait(), Ok(Some(_))) {
+                terminate(agent.id());
+            }
         }
         for agent in &mut self.agents {
             wait_or_kill(agent, Duration::from_secs(8));
         }
-        terminate(self.coordinator.id());
-        wait_or_kill(&mut self.coordinator, Duration::from_secs(5));
-        let _ = self.nats.kill();
-        let _ = self.nats.wait();
+        terminate_and_wait(&mut self.coordinator, Duration::from_secs(5));
+        kill_now(&mut self.nats);
         if std::thread::panicking() || std::env::var_os("DROVER_KEEP_TEST_DIRS").is_some() {
             // Keep the logs of a failed test for whoever reads its output.
             let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
