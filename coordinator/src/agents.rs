@@ -10,13 +10,13 @@ use crate::api::AppState;
 use crate::dispatch;
 use crate::shutdown::Shutdown;
 use crate::store::JobProgress;
+use crate::telemetry::Counters;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use drover_shared::protocol::{HEARTBEAT_SUBJECTS, Heartbeat, Message};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -49,8 +49,6 @@ pub struct Registry {
     agents: DashMap<String, AgentInfo>,
     started: Instant,
     lease: Duration,
-    /// Heartbeats refused (bad payload, or a subject naming another agent).
-    pub rejected: AtomicU64,
 }
 
 impl Registry {
@@ -59,7 +57,6 @@ impl Registry {
             agents: DashMap::new(),
             started: Instant::now(),
             lease,
-            rejected: AtomicU64::new(0),
         }
     }
 
@@ -178,7 +175,12 @@ pub fn lost_agents(
 }
 
 /// Listens to heartbeats until shutdown.
-pub async fn listen(client: async_nats::Client, registry: Arc<Registry>, mut shutdown: Shutdown) {
+pub async fn listen(
+    client: async_nats::Client,
+    registry: Arc<Registry>,
+    counters: Arc<Counters>,
+    mut shutdown: Shutdown,
+) {
     loop {
         let mut beats = match client.subscribe(HEARTBEAT_SUBJECTS).await {
             Ok(subscription) => subscription,
@@ -206,11 +208,11 @@ pub async fn listen(client: async_nats::Client, registry: Arc<Registry>, mut shu
                     registry.record(beat, Instant::now());
                 }
                 Ok(beat) => {
-                    registry.rejected.fetch_add(1, Ordering::Relaxed);
+                    Counters::add(&counters.heartbeats_rejected, 1);
                     tracing::warn!(subject = %message.subject, agent = %beat.agent_id, "heartbeat names another agent than its subject; ignored");
                 }
                 Err(e) => {
-                    registry.rejected.fetch_add(1, Ordering::Relaxed);
+                    Counters::add(&counters.heartbeats_rejected, 1);
                     tracing::warn!(subject = %message.subject, error = %e, "malformed heartbeat ignored");
                 }
             }

@@ -3,15 +3,15 @@
 //! then acknowledged. A crash between the two re-delivers the chunk, and storing it
 //! again changes nothing (lines are keyed by job and line number).
 
-use crate::hub::Hub;
+use crate::api::AppState;
 use crate::shutdown::Shutdown;
-use crate::store::{Ingest, IngestOutcome, Store};
+use crate::store::{Ingest, IngestOutcome};
+use crate::telemetry::Counters;
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use drover_shared::protocol::{
     EventBatch, JOBS_STREAM, JobSubjectKind, LogBatch, Message, StatusChange, parse_job_subject,
 };
 use futures::StreamExt;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Durable consumer name: the coordinator's place in the stream survives its restarts.
@@ -25,16 +25,10 @@ const ACK_WAIT: Duration = Duration::from_secs(10);
 /// Unacknowledged messages JetStream lets us hold; bounds memory under a flood.
 const MAX_ACK_PENDING: i64 = 8192;
 
-pub async fn run(
-    client: async_nats::Client,
-    js: jetstream::Context,
-    store: Store,
-    hub: Arc<Hub>,
-    mut shutdown: Shutdown,
-) {
+pub async fn run(state: AppState, mut shutdown: Shutdown) {
     loop {
         tokio::select! {
-            result = consume(&client, &js, &store, &hub) => {
+            result = consume(&state) => {
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "ingest interrupted; resuming in 1 s");
                 }
@@ -48,12 +42,14 @@ pub async fn run(
     }
 }
 
-async fn consume(
-    client: &async_nats::Client,
-    js: &jetstream::Context,
-    store: &Store,
-    hub: &Hub,
-) -> Result<(), String> {
+async fn consume(state: &AppState) -> Result<(), String> {
+    let (client, js, store, hub, counters) = (
+        &state.client,
+        &state.js,
+        &state.store,
+        &state.hub,
+        &state.counters,
+    );
     let stream = js
         .get_stream(JOBS_STREAM)
         .await
@@ -88,6 +84,10 @@ async fn consume(
             continue;
         };
         let decoded: Vec<Ingest> = messages.iter().filter_map(decode).collect();
+        Counters::add(
+            &counters.ingest_malformed,
+            (messages.len() - decoded.len()) as u64,
+        );
         let ingested = store.ingest(decoded).await.map_err(|e| e.to_string())?;
         // Stored: now live watchers may read it.
         hub.publish(&ingested.progress);
@@ -95,8 +95,13 @@ async fn consume(
             crate::cancel::send(client, job, "the coordinator").await;
         }
         for outcome in ingested.outcomes {
-            if let IngestOutcome::Rejected(reason) = outcome {
-                tracing::warn!(%reason, "rejected a message from an agent");
+            match outcome {
+                IngestOutcome::Applied => Counters::add(&counters.ingest_applied, 1),
+                IngestOutcome::Duplicate => Counters::add(&counters.ingest_duplicates, 1),
+                IngestOutcome::Rejected(reason) => {
+                    Counters::add(&counters.ingest_rejected, 1);
+                    tracing::warn!(%reason, "rejected a message from an agent");
+                }
             }
         }
         // AckPolicy::All: acknowledging the last message acknowledges the whole chunk.

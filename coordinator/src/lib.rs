@@ -25,6 +25,7 @@ pub mod playbook_yaml;
 pub mod redact;
 pub mod shutdown;
 pub mod store;
+pub mod telemetry;
 pub mod validate;
 
 use crate::api::AppState;
@@ -57,6 +58,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
         agents: Arc::new(agents::Registry::new(Duration::from_secs(
             config.agent_lease_secs,
         ))),
+        counters: Arc::default(),
     };
     let republished = dispatch::republish_pending(&store, &js).await?;
     if republished > 0 {
@@ -67,18 +69,13 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
         store.clone(),
         shutdown.clone(),
     ));
-    tokio::spawn(ingest::run(
-        client.clone(),
-        js.clone(),
-        store.clone(),
-        state.hub.clone(),
-        shutdown.clone(),
-    ));
+    tokio::spawn(ingest::run(state.clone(), shutdown.clone()));
     tokio::spawn(dispatch::redispatch_loop(state.clone(), shutdown.clone()));
     tokio::spawn(dispatch::release_loop(state.clone(), shutdown.clone()));
     tokio::spawn(agents::listen(
         client.clone(),
         state.agents.clone(),
+        state.counters.clone(),
         shutdown.clone(),
     ));
     tokio::spawn(agents::reap_loop(state.clone(), shutdown.clone()));

@@ -1,7 +1,8 @@
 //! Broken or hostile NATS messages are rejected and logged, never a crash and never a
 //! wrong line stored: malformed MessagePack, unknown jobs, a payload naming another job
 //! than its subject, replayed lines with other content, a status from an agent that does
-//! not hold the claim, and a garbage claim request.
+//! not hold the claim, a garbage claim request and a garbage heartbeat; each is counted
+//! in `GET /healthz`.
 
 use drover_shared::JobStatus;
 use drover_shared::LogLevel;
@@ -95,6 +96,11 @@ async fn hostile_messages_change_nothing() {
         host_recap: Vec::new(),
     };
     publish(status_subject(uuid), change.encode().expect("encodes")).await;
+    // A heartbeat that is not one, and one naming another agent than its subject.
+    client
+        .publish("drover.agents.mallory.heartbeat", "garbage".into())
+        .await
+        .expect("publish");
     // A garbage claim is answered, and refused.
     let reply = client
         .request(CLAIM_SUBJECT, "garbage".into())
@@ -123,4 +129,18 @@ async fn hostile_messages_change_nothing() {
     assert_eq!(stack.all_logs(job_id).await, before);
     let (status, ghost_job) = stack.get(&format!("/jobs/{ghost}")).await;
     assert_eq!(status, 404, "{ghost_job}");
+
+    // Every refusal was counted: 3 undecodable or mis-addressed messages, 3 refused by
+    // the store (unknown job, a line past the end of a finished job, the intruder's
+    // status), the rewritten line 1 as a duplicate, and the bad heartbeat.
+    let (_, health) = stack.get("/healthz").await;
+    let counters = &health["counters"];
+    assert_eq!(counters["ingest_malformed"], 3, "{health}");
+    assert_eq!(counters["ingest_rejected"], 3, "{health}");
+    assert!(
+        counters["ingest_duplicates"].as_u64() >= Some(1),
+        "{health}"
+    );
+    assert!(counters["ingest_applied"].as_u64() > Some(4), "{health}");
+    assert_eq!(counters["heartbeats_rejected"], 1, "{health}");
 }

@@ -49,6 +49,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// What agents said in their heartbeats.
     pub agents: Arc<crate::agents::Registry>,
+    /// What was refused or repeated, for `GET /healthz`.
+    pub counters: Arc<crate::telemetry::Counters>,
 }
 
 pub fn routes(
@@ -64,6 +66,14 @@ pub fn routes(
 }
 
 type Route = BoxedFilter<(Response,)>;
+
+/// `GET /healthz`: the coordinator answers, and what it refused or repeated so far.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct HealthView {
+    #[schema(value_type = String)]
+    pub status: &'static str,
+    pub counters: crate::telemetry::CountersView,
+}
 
 fn with(state: AppState) -> BoxedFilter<(AppState,)> {
     warp::any().map(move || state.clone()).boxed()
@@ -87,7 +97,16 @@ fn jobs_routes(state: AppState) -> Route {
     let s = || with(state.clone());
     let healthz = warp::path!("healthz")
         .and(warp::get())
-        .map(|| json(StatusCode::OK, &serde_json::json!({"status": "ok"})));
+        .and(s())
+        .map(|state: AppState| {
+            json(
+                StatusCode::OK,
+                &HealthView {
+                    status: "ok",
+                    counters: state.counters.snapshot(),
+                },
+            )
+        });
     let openapi = warp::path!("openapi.json")
         .and(warp::get())
         .map(|| json(StatusCode::OK, &openapi::document()));

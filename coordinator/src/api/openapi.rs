@@ -2,6 +2,7 @@
 //! [`super::routes`] has one row in [`OPERATIONS`]; the JSON shapes come from the
 //! views' and requests' `ToSchema` derives, so the document follows the structs.
 
+use super::HealthView;
 use super::admin_views::{AuditView, RevokedView, TicketView, TokenView, UserView};
 use super::agents::AgentsView;
 use super::catalog::{CreatePlaybook, CreateServer, Deleted};
@@ -78,7 +79,7 @@ const OPERATIONS: &[Operation] = &[
         None,
         &[],
         None,
-        (200, "Health"),
+        (200, "HealthView"),
         &[],
     ),
     op(
@@ -491,19 +492,7 @@ pub fn document() -> OpenApi {
         .page::<UserView>("UserPage")
         .page::<TicketView>("TicketPage")
         .page::<AuditView>("AuditPage")
-        .schema(
-            "Health",
-            ObjectBuilder::new()
-                .schema_type(Type::Object)
-                .property(
-                    "status",
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .enum_values(Some(["ok"])),
-                )
-                .required("status")
-                .build(),
-        )
+        .register::<HealthView>()
         .schema("Document", object())
         .schema(
             "EventStream",
