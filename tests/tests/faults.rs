@@ -168,11 +168,12 @@ fn sleeper_playbook(tag: &str, number: &str) -> String {
     )
 }
 
-/// Appends `start <tag> <ns>` and `end <tag> <ns>` to the extra var `file` around a
-/// sleep of `secs`: when the job's work really ran, measured by the work itself.
+/// Prints `<tag>-line-1`, then appends `start <tag> <ns>` and `end <tag> <ns>` to the
+/// extra var `file` around a sleep of `secs`: when the job's work really ran, measured
+/// by the work itself.
 fn timed_playbook(secs: &str) -> String {
     format!(
-        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: timed\n      shell: \"echo start {{{{ tag }}}} $(date +%s%N) >> {{{{ file }}}}; sleep {secs}; echo end {{{{ tag }}}} $(date +%s%N) >> {{{{ file }}}}\"\n"
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: marker\n      debug:\n        msg: \"{{{{ tag }}}}-line-1\"\n    - name: timed\n      shell: \"echo start {{{{ tag }}}} $(date +%s%N) >> {{{{ file }}}}; sleep {secs}; echo end {{{{ tag }}}} $(date +%s%N) >> {{{{ file }}}}\"\n"
     )
 }
 
@@ -495,7 +496,7 @@ async fn fake_job(stack: &Stack, fake: &FakeAgent, playbook: u64, server: u64) -
 async fn coordinator_crash_mid_job() {
     let mut row = Row::new(
         "coordinator crash",
-        "kill -9 coordinator mid-job, 2 s down, restart on same dir+port",
+        "kill -9 coordinator mid-job, down 2 s, restart same dir+port",
     );
     let mut stack = Stack::start().await;
     let tag = "coordcrash";
@@ -642,6 +643,135 @@ async fn agent_crash_mid_job() {
     row.assert();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_crash_with_a_free_slot() {
+    let mut row = Row::new(
+        "agent crash, free slot",
+        "kill -9 agent A (1 of 2 slots busy), submit at once; B busy",
+    );
+    let mut stack = Stack::start_with(lease_options(0, 1)).await;
+    let tag = "freeslot";
+    let number = marker(3);
+    let needle = format!("sleep {number}");
+    let sleeper = stack
+        .playbook("sleeper", &sleeper_playbook(tag, &number))
+        .await;
+    let short = stack
+        .playbook("short", &flowing_playbook(tag, 1, "3"))
+        .await;
+    let quick = stack
+        .playbook("quick", &flowing_playbook(tag, 1, "0"))
+        .await;
+    let server_a = local_server(&stack, "free-a", "default").await;
+    let server_b = local_server(&stack, "free-b", "default").await;
+    let server_c = local_server(&stack, "free-c", "default").await;
+
+    // B first, busy with one slot; then A, with one of its two slots busy: A alone asks
+    // the pool's queue for work when the job below is dispatched.
+    let b = stack.start_agent("default", 1);
+    let busy = stack.submit(short, server_b, json!({})).await;
+    let busy_running = wait_running(&stack, id(&busy)).await;
+    assert_eq!(
+        busy_running["agent_id"],
+        stack.agent_id(b),
+        "{busy_running}"
+    );
+    let a = stack.start_agent("default", 2);
+    let lost = stack.submit(sleeper, server_a, json!({})).await;
+    let lost_running = wait_running(&stack, id(&lost)).await;
+    assert_eq!(
+        lost_running["agent_id"],
+        stack.agent_id(a),
+        "{lost_running}"
+    );
+    wait_process(&needle, JOB_TIMEOUT).await;
+    wait_marker(&stack, id(&lost), tag, 1).await;
+
+    stack.kill_agent(a);
+    let killed = Instant::now();
+    // Dispatched while A's request for work may still be open on the server.
+    let next = stack.submit(quick, server_c, json!({})).await;
+    row.orphans = orphans(
+        &[uuid_of(&lost)],
+        std::slice::from_ref(&needle),
+        Duration::from_secs(5),
+    )
+    .await;
+    let failed = stack.wait_finished(id(&lost), JOB_TIMEOUT).await;
+    let expected_error = format!("agent {} lost while running", stack.agent_id(a));
+    assert_eq!(failed["error"], expected_error.as_str(), "{failed}");
+    row.job(failed["status"] == "failed" && failed["error"] == expected_error.as_str());
+    row.lines(1, stored_markers(&stack, id(&lost), tag, 1).await);
+    for job in [&busy, &next] {
+        let done = stack.wait_finished(id(job), JOB_TIMEOUT).await;
+        assert_eq!(done["status"], "success", "{done}");
+        assert_eq!(done["agent_id"], stack.agent_id(b), "{done}");
+        row.job(done["status"] == "success" && done["agent_id"] == stack.agent_id(b));
+        row.lines(1, stored_markers(&stack, id(job), tag, 1).await);
+    }
+    // B frees its slot about 3 s after the kill; a dispatch stuck with the dead agent
+    // would come back only after the queue's ack wait.
+    let waited = killed.elapsed();
+    eprintln!(
+        "agent crash, free slot: the job dispatched after the kill ended {waited:?} after it"
+    );
+    assert!(
+        waited < Duration::from_secs(20),
+        "the job dispatched after the kill waited {waited:?}"
+    );
+    row.orphans += orphans(
+        &[uuid_of(&busy), uuid_of(&next)],
+        &[],
+        Duration::from_secs(5),
+    )
+    .await;
+    row.assert();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_stopped_mid_job() {
+    let mut row = Row::new(
+        "agent SIGTERM",
+        "SIGTERM agent mid-job: job failed at once, tree killed",
+    );
+    let mut stack = Stack::start_with(StackOptions {
+        agents: 1,
+        concurrency: 1,
+        ..StackOptions::default()
+    })
+    .await;
+    let tag = "agentstop";
+    let number = marker(4);
+    let needle = format!("sleep {number}");
+    let sleeper = stack
+        .playbook("sleeper", &sleeper_playbook(tag, &number))
+        .await;
+    let server = stack.local_server().await;
+    let job = stack.submit(sleeper, server, json!({})).await;
+    wait_process(&needle, JOB_TIMEOUT).await;
+    wait_marker(&stack, id(&job), tag, 1).await;
+    let stopped = Instant::now();
+    stack.stop_agent(0);
+    let exited = stopped.elapsed();
+    row.orphans = orphans(
+        &[uuid_of(&job)],
+        std::slice::from_ref(&needle),
+        Duration::from_secs(1),
+    )
+    .await;
+    assert!(
+        exited < Duration::from_secs(8),
+        "the agent took {exited:?} to stop"
+    );
+    let failed = stack.wait_finished(id(&job), JOB_TIMEOUT).await;
+    let expected_error = format!("agent {} stopped while the job ran", stack.agent_id(0));
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"], expected_error.as_str(), "{failed}");
+    row.job(failed["status"] == "failed" && failed["error"] == expected_error.as_str());
+    row.lines(1, stored_markers(&stack, id(&job), tag, 1).await);
+    row.assert();
+}
+
 // ---------------------------------------------------------------------------------------
 // 3. Bus restart
 
@@ -678,14 +808,14 @@ async fn bus_restart_mid_job() {
         stored_markers(&stack, id(&job), tag, steps as u64).await,
     );
     // New work flows too: the coordinator dispatches, the agent pulls and claims.
-    let after = stack.submit(playbook, server, json!({})).await;
+    let quick = stack
+        .playbook("quick", &flowing_playbook(tag, 1, "0"))
+        .await;
+    let after = stack.submit(quick, server, json!({})).await;
     let after_done = stack.wait_finished(id(&after), JOB_TIMEOUT).await;
     assert_eq!(after_done["status"], "success", "{after_done}");
     row.job(after_done["status"] == "success");
-    row.lines(
-        steps as u64,
-        stored_markers(&stack, id(&after), tag, steps as u64).await,
-    );
+    row.lines(1, stored_markers(&stack, id(&after), tag, 1).await);
     row.orphans = orphans(
         &[uuid_of(&job), uuid_of(&after)],
         &[],
@@ -1043,9 +1173,11 @@ async fn concurrency_limit_of_an_agent() {
     }
     let ids: Vec<u64> = jobs.iter().map(id).collect();
     let (sampled, _) = sample_running(&stack, &ids).await;
-    for job in &jobs {
+    for (n, job) in jobs.iter().enumerate() {
         let done = stack.wait_finished(id(job), JOB_TIMEOUT).await;
         row.job(done["status"] == "success");
+        let tag = format!("j{}", n + 1);
+        row.lines(1, stored_markers(&stack, id(job), &tag, 1).await);
     }
     let runs = intervals(&times);
     assert_eq!(runs.len(), 6, "every job ran once: {runs:?}");
@@ -1111,9 +1243,11 @@ async fn one_job_at_a_time_per_server() {
         "3 jobs x sleep 2 on one server, agent --concurrency 4",
     );
     let (stack, jobs, runs, sampled) = three_jobs_on_one_server(false).await;
-    for job in &jobs {
+    for (n, job) in jobs.iter().enumerate() {
         let done = stack.wait_finished(id(job), JOB_TIMEOUT).await;
         row.job(done["status"] == "success");
+        let tag = format!("j{}", n + 1);
+        row.lines(1, stored_markers(&stack, id(job), &tag, 1).await);
     }
     eprintln!("one job per server: runs {runs:?}, sampled at most {sampled} running");
     assert_eq!(runs.len(), 3, "every job ran once: {runs:?}");
@@ -1140,9 +1274,11 @@ async fn allow_simultaneous_runs_jobs_of_one_server_together() {
         "3 jobs x sleep 2 on one server, playbook allow_simultaneous",
     );
     let (stack, jobs, runs, sampled) = three_jobs_on_one_server(true).await;
-    for job in &jobs {
+    for (n, job) in jobs.iter().enumerate() {
         let done = stack.wait_finished(id(job), JOB_TIMEOUT).await;
         row.job(done["status"] == "success");
+        let tag = format!("j{}", n + 1);
+        row.lines(1, stored_markers(&stack, id(job), &tag, 1).await);
     }
     eprintln!("allow_simultaneous: runs {runs:?}, sampled at most {sampled} running");
     assert_eq!(runs.len(), 3, "every job ran once: {runs:?}");
