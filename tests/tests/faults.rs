@@ -496,11 +496,13 @@ async fn fake_job(stack: &Stack, fake: &FakeAgent, playbook: u64, server: u64) -
 async fn coordinator_crash_mid_job() {
     let mut row = Row::new(
         "coordinator crash",
-        "kill -9 coordinator mid-job, down 2 s, restart same dir+port",
+        "kill -9 coordinator mid-job, 4 s down (lease 3 s), restart",
     );
-    let mut stack = Stack::start().await;
+    // Down for longer than the lease: a restarted coordinator must hear the agents
+    // again before it holds their silence against them.
+    let mut stack = Stack::start_with(lease_options(1, 4)).await;
     let tag = "coordcrash";
-    let steps = 16;
+    let steps = 20;
     let playbook = stack
         .playbook("flowing", &flowing_playbook(tag, steps, "0.3"))
         .await;
@@ -519,10 +521,20 @@ async fn coordinator_crash_mid_job() {
     assert_eq!(before["status"], "running", "{before}");
     stack.kill_coordinator();
     // Lines keep flowing into JetStream while nobody ingests them.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     stack.restart_coordinator().await;
+    let restarted = get_job(&stack, id(&job)).await;
+    eprintln!(
+        "coordinator crash: {} lines stored at the kill, job {} with {} right after the restart",
+        before["total_lines"], restarted["status"], restarted["total_lines"]
+    );
 
     let finished = stack.wait_finished(id(&job), JOB_TIMEOUT).await;
+    row.job(finished["status"] == "success");
+    row.lines(
+        steps as u64,
+        stored_markers(&stack, id(&job), tag, steps as u64).await,
+    );
     assert_eq!(finished["status"], "success", "{finished}");
     assert_eq!(finished["exit_code"], 0);
     assert!(finished["error"].is_null(), "{finished}");
@@ -530,19 +542,14 @@ async fn coordinator_crash_mid_job() {
         finished["total_lines"].as_u64() > before["total_lines"].as_u64(),
         "no line came after the kill: {before} then {finished}"
     );
-    row.job(finished["status"] == "success");
-    row.lines(
-        steps as u64,
-        stored_markers(&stack, id(&job), tag, steps as u64).await,
-    );
 
     let still = get_job(&stack, id(&waiting)).await;
     assert_eq!(still["status"], "pending", "{still}");
     stack.start_agent("later", 1);
     let ran = stack.wait_finished(id(&waiting), JOB_TIMEOUT).await;
-    assert_eq!(ran["status"], "success", "{ran}");
     row.job(ran["status"] == "success");
     row.lines(1, stored_markers(&stack, id(&waiting), tag, 1).await);
+    assert_eq!(ran["status"], "success", "{ran}");
     row.orphans = orphans(
         &[uuid_of(&job), uuid_of(&waiting)],
         &[],
@@ -618,21 +625,21 @@ async fn agent_crash_mid_job() {
     let failed = stack.wait_finished(id(&lost), JOB_TIMEOUT).await;
     let waited = killed.elapsed();
     let expected_error = format!("agent {} lost while running", stack.agent_id(a));
+    row.job(failed["status"] == "failed" && failed["error"] == expected_error.as_str());
+    row.lines(1, stored_markers(&stack, id(&lost), tag, 1).await);
     assert_eq!(failed["status"], "failed", "{failed}");
     assert_eq!(failed["error"], expected_error.as_str(), "{failed}");
     assert!(
         waited < Duration::from_secs(15),
         "lease of {LEASE_SECS} s, but the job was failed {waited:?} after the kill"
     );
-    row.job(failed["status"] == "failed" && failed["error"] == expected_error.as_str());
-    row.lines(1, stored_markers(&stack, id(&lost), tag, 1).await);
     // (c) The queued job runs on the agent that is left.
     for job in [&busy, &queued] {
         let done = stack.wait_finished(id(job), JOB_TIMEOUT).await;
-        assert_eq!(done["status"], "success", "{done}");
-        assert_eq!(done["agent_id"], stack.agent_id(b), "{done}");
         row.job(done["status"] == "success" && done["agent_id"] == stack.agent_id(b));
         row.lines(1, stored_markers(&stack, id(job), tag, 1).await);
+        assert_eq!(done["status"], "success", "{done}");
+        assert_eq!(done["agent_id"], stack.agent_id(b), "{done}");
     }
     row.orphans += orphans(
         &[uuid_of(&busy), uuid_of(&queued)],
@@ -699,15 +706,15 @@ async fn agent_crash_with_a_free_slot() {
     .await;
     let failed = stack.wait_finished(id(&lost), JOB_TIMEOUT).await;
     let expected_error = format!("agent {} lost while running", stack.agent_id(a));
-    assert_eq!(failed["error"], expected_error.as_str(), "{failed}");
     row.job(failed["status"] == "failed" && failed["error"] == expected_error.as_str());
     row.lines(1, stored_markers(&stack, id(&lost), tag, 1).await);
+    assert_eq!(failed["error"], expected_error.as_str(), "{failed}");
     for job in [&busy, &next] {
         let done = stack.wait_finished(id(job), JOB_TIMEOUT).await;
-        assert_eq!(done["status"], "success", "{done}");
-        assert_eq!(done["agent_id"], stack.agent_id(b), "{done}");
         row.job(done["status"] == "success" && done["agent_id"] == stack.agent_id(b));
         row.lines(1, stored_markers(&stack, id(job), tag, 1).await);
+        assert_eq!(done["status"], "success", "{done}");
+        assert_eq!(done["agent_id"], stack.agent_id(b), "{done}");
     }
     // B frees its slot about 3 s after the kill; a dispatch stuck with the dead agent
     // would come back only after the queue's ack wait.
@@ -765,10 +772,10 @@ async fn agent_stopped_mid_job() {
     );
     let failed = stack.wait_finished(id(&job), JOB_TIMEOUT).await;
     let expected_error = format!("agent {} stopped while the job ran", stack.agent_id(0));
-    assert_eq!(failed["status"], "failed", "{failed}");
-    assert_eq!(failed["error"], expected_error.as_str(), "{failed}");
     row.job(failed["status"] == "failed" && failed["error"] == expected_error.as_str());
     row.lines(1, stored_markers(&stack, id(&job), tag, 1).await);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"], expected_error.as_str(), "{failed}");
     row.assert();
 }
 
@@ -777,13 +784,36 @@ async fn agent_stopped_mid_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bus_restart_mid_job() {
-    let mut row = Row::new(
-        "bus restart",
-        "SIGTERM nats-server mid-job, 3 s down, restart same port+store",
-    );
-    let mut stack = Stack::start().await;
+    bus_restart(
+        Row::new(
+            "bus restart",
+            "SIGTERM nats-server mid-job, 3 s down, restart same port+store",
+        ),
+        StackOptions::default(),
+        Duration::from_secs(3),
+    )
+    .await;
+}
+
+/// Stricter than the words: an outage longer than the lease must not make the
+/// coordinator fail jobs whose agents it could not hear because the bus was down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bus_outage_longer_than_the_lease() {
+    bus_restart(
+        Row::new(
+            "bus outage > lease",
+            "SIGTERM nats-server mid-job, 5 s down (lease 3 s), restart",
+        ),
+        lease_options(1, 4),
+        Duration::from_secs(5),
+    )
+    .await;
+}
+
+async fn bus_restart(mut row: Row, options: StackOptions, down: Duration) {
+    let mut stack = Stack::start_with(options).await;
     let tag = "busrestart";
-    let steps = 16;
+    let steps = 20;
     let playbook = stack
         .playbook("flowing", &flowing_playbook(tag, steps, "0.3"))
         .await;
@@ -792,20 +822,20 @@ async fn bus_restart_mid_job() {
     wait_marker(&stack, id(&job), tag, 3).await;
     let before = get_job(&stack, id(&job)).await;
     stack.stop_nats();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(down).await;
     stack.restart_nats().await;
 
     let finished = stack.wait_finished(id(&job), JOB_TIMEOUT).await;
+    row.job(finished["status"] == "success");
+    row.lines(
+        steps as u64,
+        stored_markers(&stack, id(&job), tag, steps as u64).await,
+    );
     assert_eq!(finished["status"], "success", "{finished}");
     assert_eq!(finished["exit_code"], 0);
     assert!(
         finished["total_lines"].as_u64() > before["total_lines"].as_u64(),
         "no line came after the restart: {before} then {finished}"
-    );
-    row.job(finished["status"] == "success");
-    row.lines(
-        steps as u64,
-        stored_markers(&stack, id(&job), tag, steps as u64).await,
     );
     // New work flows too: the coordinator dispatches, the agent pulls and claims.
     let quick = stack
@@ -813,9 +843,9 @@ async fn bus_restart_mid_job() {
         .await;
     let after = stack.submit(quick, server, json!({})).await;
     let after_done = stack.wait_finished(id(&after), JOB_TIMEOUT).await;
-    assert_eq!(after_done["status"], "success", "{after_done}");
     row.job(after_done["status"] == "success");
     row.lines(1, stored_markers(&stack, id(&after), tag, 1).await);
+    assert_eq!(after_done["status"], "success", "{after_done}");
     row.orphans = orphans(
         &[uuid_of(&job), uuid_of(&after)],
         &[],
@@ -859,10 +889,10 @@ async fn no_agent_in_pool() {
 
     stack.start_agent("edge-1", 1);
     let finished = stack.wait_finished(id(&job), JOB_TIMEOUT).await;
-    assert_eq!(finished["status"], "success", "{finished}");
-    assert!(finished["pending_reason"].is_null(), "{finished}");
     row.job(finished["status"] == "success");
     row.lines(1, stored_markers(&stack, id(&job), tag, 1).await);
+    assert_eq!(finished["status"], "success", "{finished}");
+    assert!(finished["pending_reason"].is_null(), "{finished}");
     row.orphans = orphans(&[uuid_of(&job)], &[], Duration::from_secs(5)).await;
     row.assert();
 }
@@ -894,9 +924,9 @@ async fn cancel_pending_job() {
     stack.start_agent("default", 2);
     let after = stack.submit(playbook, server, json!({})).await;
     let after_done = stack.wait_finished(id(&after), JOB_TIMEOUT).await;
-    assert_eq!(after_done["status"], "success", "{after_done}");
     row.job(after_done["status"] == "success");
     row.lines(1, stored_markers(&stack, id(&after), tag, 1).await);
+    assert_eq!(after_done["status"], "success", "{after_done}");
 
     let cancelled = get_job(&stack, id(&job)).await;
     let never_started = cancelled["status"] == "cancelled"
@@ -949,10 +979,10 @@ async fn cancel_running_job() {
     )
     .await;
     let finished = stack.wait_finished(id(&job), JOB_TIMEOUT).await;
-    assert_eq!(finished["status"], "cancelled", "{finished}");
-    assert_eq!(finished["exit_code"], 99);
     row.job(finished["status"] == "cancelled" && finished["exit_code"] == 99);
     row.lines(1, stored_markers(&stack, id(&job), tag, 1).await);
+    assert_eq!(finished["status"], "cancelled", "{finished}");
+    assert_eq!(finished["exit_code"], 99);
     row.assert();
 }
 
@@ -994,14 +1024,14 @@ async fn cancel_while_agent_is_cut_off() {
     let back = Instant::now();
 
     let finished = stack.wait_finished(id(&job), JOB_TIMEOUT).await;
+    row.job(finished["status"] == "cancelled" && finished["exit_code"] == 99);
+    row.lines(1, stored_markers(&stack, id(&job), tag, 1).await);
     assert_eq!(finished["status"], "cancelled", "{finished}");
     assert_eq!(finished["exit_code"], 99);
     eprintln!(
         "cancel while cut off: {status} at the request, cancelled {:?} after the bus came back",
         back.elapsed()
     );
-    row.job(finished["status"] == "cancelled" && finished["exit_code"] == 99);
-    row.lines(1, stored_markers(&stack, id(&job), tag, 1).await);
     row.orphans = orphans(
         &[uuid_of(&job)],
         std::slice::from_ref(&needle),
@@ -1047,10 +1077,10 @@ async fn timeouts_fail_the_job_and_kill_its_tree() {
     );
     for job in [&with_timeout, &by_default] {
         let finished = stack.wait_finished(id(job), JOB_TIMEOUT).await;
-        assert_eq!(finished["status"], "failed", "{finished}");
-        assert_eq!(finished["exit_code"], 4, "{finished}");
         row.job(finished["status"] == "failed" && finished["exit_code"] == 4);
         row.lines(1, stored_markers(&stack, id(job), tag, 1).await);
+        assert_eq!(finished["status"], "failed", "{finished}");
+        assert_eq!(finished["exit_code"], 4, "{finished}");
     }
     row.orphans = orphans(
         &[uuid_of(&with_timeout), uuid_of(&by_default)],
@@ -1376,9 +1406,9 @@ async fn hostile_and_broken_messages() {
     let server = stack.local_server().await;
     let real = stack.submit(playbook, server, json!({})).await;
     let real_done = stack.wait_finished(id(&real), JOB_TIMEOUT).await;
-    assert_eq!(real_done["status"], "success", "{real_done}");
     row.job(real_done["status"] == "success");
     row.lines(1, stored_markers(&stack, id(&real), "hostile", 1).await);
+    assert_eq!(real_done["status"], "success", "{real_done}");
 
     assert_eq!(finished["status"], "success", "{finished}");
     assert!(finished["error"].is_null(), "{finished}");
