@@ -32,6 +32,9 @@ pub struct Settings {
     pub work_dir: PathBuf,
     pub key_dir: PathBuf,
     pub runner: PathBuf,
+    /// The `drover-agent` binary, run as each job's supervisor so that the job's
+    /// processes die with the agent, even of SIGKILL (see `runner::supervisor`).
+    pub supervisor: PathBuf,
     pub keep_work_dirs: bool,
     pub check_host_keys: bool,
     /// Set when the agent is shutting down, so killed runs say why.
@@ -234,13 +237,20 @@ async fn run(
         args.push(OsStr::new(&verbosity));
     }
     let marker = dispatch.job_uuid.to_string();
-    let mut spawned = match process::spawn(
-        &settings.runner,
-        &args,
-        &marker,
-        &settings.agent_id,
-        settings.runner.parent(),
-    ) {
+    let agent_marker = settings.process_marker();
+    // The supervisor is forked right here, on the thread that polls this job: the actor
+    // system's arbiter, which lives as long as the agent. Its PR_SET_PDEATHSIG fires when
+    // the forking *thread* ends, so this must never move into `spawn_blocking` or onto
+    // any thread that may end before the agent does.
+    let command = process::RunnerCommand {
+        supervisor: &settings.supervisor,
+        program: &settings.runner,
+        args: &args,
+        job_marker: &marker,
+        agent_marker: &agent_marker,
+        extra_path: settings.runner.parent(),
+    };
+    let mut spawned = match process::spawn(command).await {
         Ok(spawned) => spawned,
         Err(e) => {
             let error = crate::error::Error::Runner {
@@ -250,7 +260,7 @@ async fn run(
             return failed_before_start(exit_code::TASK_FAILURE, error.to_string());
         }
     };
-    tracing::info!(job = %dispatch.job_uuid, pid = spawned.pid, "ansible-runner started");
+    tracing::info!(job = %dispatch.job_uuid, supervisor = spawned.pid, "ansible-runner started");
 
     let deadline = dispatch
         .timeout_secs

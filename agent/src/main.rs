@@ -3,11 +3,20 @@ use clap::Parser;
 use drover_agent::config::Config;
 use drover_agent::execute::Settings;
 use drover_agent::pool::{PoolActor, Stop};
+use drover_agent::runner::supervisor;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
+    // A job's supervisor, started by an agent: before logging is set up, because its
+    // stdout and stderr are the job's output.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|first| first == supervisor::SUBCOMMAND)
+    {
+        supervisor::run(supervisor::Args::parse_from(std::env::args_os().skip(1)));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -39,6 +48,7 @@ async fn start(config: Config) -> anyhow::Result<()> {
         work_dir: config.work_dir.clone(),
         key_dir: config.key_dir.clone(),
         runner: config.runner_program(),
+        supervisor: supervisor::own_binary(),
         keep_work_dirs: config.keep_work_dirs,
         check_host_keys: config.check_host_keys,
         stopping: AtomicBool::new(false),

@@ -189,7 +189,7 @@ impl Handler<Stop> for PoolActor {
     fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
         self.settings.stopping.store(true, Ordering::Relaxed);
         self.slots.close();
-        let agent = self.settings.agent_id.clone();
+        let agent = self.settings.process_marker();
         let killed =
             crate::runner::process::kill_marked(crate::runner::process::AGENT_MARKER, &agent);
         tracing::info!(killed, running = self.running.len(), "agent stopping");

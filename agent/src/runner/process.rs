@@ -1,13 +1,17 @@
-//! The ansible-runner process of one job: started in its own process group with a
-//! marker in its environment, its output read on a plain thread, its exit and resource
-//! usage collected with `wait4`. Killing a job kills every process carrying the marker:
-//! ansible-runner starts ansible-playbook in a new session, so neither the process
-//! group nor the parent chain reaches everything, but the environment is inherited.
+//! The ansible-runner process of one job. The agent starts it through a supervisor (its
+//! own binary in [`supervisor`] mode) that kills the job's processes if the agent dies;
+//! the supervisor's stdout and stderr are ansible-runner's, read here on plain threads,
+//! and its exit is ansible-runner's, collected with `wait4` with the resource usage of
+//! the whole tree. Killing a job kills every process carrying the job's marker:
+//! ansible-runner starts ansible-playbook in a new session, so neither the process group
+//! nor the parent chain reaches everything, but the environment is inherited.
 #![allow(unsafe_code)]
 
+use super::supervisor;
 use drover_shared::protocol::ResourceUsage;
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -30,29 +34,60 @@ pub struct ExitInfo {
 }
 
 pub struct Spawned {
+    /// The supervisor's pid: the process the agent waits for.
     pub pid: u32,
     /// Lines of stdout and stderr; closed when both pipes are.
     pub output: mpsc::Receiver<String>,
     pub exit: oneshot::Receiver<ExitInfo>,
 }
 
-pub fn spawn(
-    program: &Path,
-    args: &[&OsStr],
-    job_marker: &str,
-    agent_marker: &str,
-    extra_path: Option<&Path>,
-) -> std::io::Result<Spawned> {
-    let mut command = Command::new(program);
+/// How to start one job's ansible-runner.
+pub struct RunnerCommand<'a> {
+    /// The `drover-agent` binary, run in its [`supervisor`] mode between the agent and
+    /// ansible-runner.
+    pub supervisor: &'a Path,
+    pub program: &'a Path,
+    pub args: &'a [&'a OsStr],
+    pub job_marker: &'a str,
+    pub agent_marker: &'a str,
+    /// Put first on ansible-runner's PATH.
+    pub extra_path: Option<&'a Path>,
+}
+
+/// Starts ansible-runner under its supervisor, and returns once the supervisor has said
+/// whether ansible-runner started.
+///
+/// The supervisor is forked on the calling thread, before the first await, and the kernel
+/// sends it SIGTERM (`PR_SET_PDEATHSIG`) when that *thread* ends, not only when the
+/// agent does: call this from a thread that lives as long as the agent (the actor
+/// system's arbiter), never from `spawn_blocking`, whose idle threads end.
+pub async fn spawn(run: RunnerCommand<'_>) -> io::Result<Spawned> {
+    let (report_reader, report_writer) = io::pipe()?;
+    let mut command = Command::new(run.supervisor);
+    let mut runner = vec![run.program.as_os_str().to_owned()];
+    runner.extend(run.args.iter().map(|a| (*a).to_owned()));
+    let status_fd = report_writer.as_raw_fd();
+    let argv = supervisor::Args {
+        job_marker: run.job_marker.to_owned(),
+        agent_marker: run.agent_marker.to_owned(),
+        agent_pid: std::process::id(),
+        status_fd: Some(status_fd),
+        command: runner,
+    }
+    .to_argv();
     command
-        .args(args)
-        .env(JOB_MARKER, job_marker)
-        .env(AGENT_MARKER, agent_marker)
+        .arg0("drover-agent")
+        .args(argv)
+        // The supervisor is not one of the job's processes (see `supervisor`): the agent's
+        // own kills must leave it alive to reap ansible-runner. The agent may carry
+        // DROVER_AGENT_ID itself, as its --agent-id.
+        .env_remove(JOB_MARKER)
+        .env_remove(AGENT_MARKER)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    if let Some(dir) = extra_path {
+    if let Some(dir) = run.extra_path {
         // ansible-runner finds ansible-playbook on PATH: put its own directory first.
         let path = std::env::var_os("PATH").unwrap_or_default();
         let mut joined = dir.as_os_str().to_owned();
@@ -60,7 +95,20 @@ pub fn spawn(
         joined.push(path);
         command.env("PATH", joined);
     }
+    // SAFETY: runs in the child between fork and exec, where only async-signal-safe calls
+    // may be made: fcntl is one. It keeps the status pipe's write end open across exec in
+    // this child only; status_fd stays open in the parent until spawn has returned.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::fcntl(status_fd, libc::F_SETFD, 0) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let mut child = command.spawn()?;
+    // Only the supervisor holds the write end now: the report ends when it closes it.
+    drop(report_writer);
     let pid = child.id();
     let (lines, output) = mpsc::channel(OUTPUT_QUEUE);
     if let Some(stdout) = child.stdout.take() {
@@ -77,7 +125,26 @@ pub fn spawn(
         .spawn(move || {
             let _ = exited.send(wait(pid));
         })?;
-    Ok(Spawned { pid, output, exit })
+    // The supervisor reports within milliseconds, but off this thread all the same. On
+    // an error it exits at once; the threads above then end by themselves.
+    let report = tokio::task::spawn_blocking(move || {
+        let mut report = String::new();
+        let mut reader = report_reader;
+        reader.read_to_string(&mut report).map(|_| report)
+    })
+    .await
+    .map_err(io::Error::other)
+    .and_then(|read| read);
+    match report.map(|report| supervisor::decode_start_error(&report)) {
+        Ok(None) => Ok(Spawned { pid, output, exit }),
+        Ok(Some(error)) => Err(error),
+        Err(error) => {
+            // Whether ansible-runner started is unknown: the supervisor stops whatever did.
+            // SAFETY: kill has no memory effects; pid is the supervisor, our child.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+            Err(error)
+        }
+    }
 }
 
 fn forward_lines(pipe: impl Read + Send + 'static, lines: mpsc::Sender<String>, name: &str) {
@@ -105,28 +172,39 @@ fn forward_lines(pipe: impl Read + Send + 'static, lines: mpsc::Sender<String>, 
 }
 
 fn wait(pid: u32) -> ExitInfo {
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain old data; zeroed is a valid value for it.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let result = loop {
-        // SAFETY: pid is our own child, not reaped by anyone else (std's Child was
-        // dropped without waiting); status and usage point to live locals.
-        let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
-        if r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
-        }
-        break r;
-    };
-    let code = (result == pid as libc::pid_t && libc::WIFEXITED(status))
-        .then(|| libc::WEXITSTATUS(status));
+    let reaped = reap(pid, 0);
+    let code =
+        reaped.and_then(|(status, _)| libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)));
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let usage = reaped.map(|(_, usage)| usage);
     ExitInfo {
         code,
         usage: ResourceUsage {
-            cpu_user_secs: seconds(usage.ru_utime),
-            cpu_system_secs: seconds(usage.ru_stime),
-            max_rss_kb: usage.ru_maxrss.max(0) as u64,
+            cpu_user_secs: usage.map_or(0.0, |u| seconds(u.ru_utime)),
+            cpu_system_secs: usage.map_or(0.0, |u| seconds(u.ru_stime)),
+            max_rss_kb: usage.map_or(0, |u| u.ru_maxrss.max(0) as u64),
         },
+    }
+}
+
+/// Reaps the child `pid` with `wait4`: its raw wait status, and the resources used by it
+/// and by the descendants it reaped (`ru_maxrss`: the largest of them). `None` when it
+/// has not ended yet (with `WNOHANG`) or is not this process's child to wait for.
+pub(crate) fn reap(pid: u32, options: libc::c_int) -> Option<(libc::c_int, libc::rusage)> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain old data; zeroed is a valid value for it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: pid is our own child, reaped by nobody else (std's Child was dropped
+        // without waiting); status and usage point to live locals.
+        let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, options, &mut usage) };
+        if r == pid as libc::pid_t {
+            return Some((status, usage));
+        }
+        if r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return None;
     }
 }
 
@@ -170,15 +248,60 @@ pub fn marked_pids(needle: &[u8], skip: u32) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::supervisor_binary;
+
+    /// Runs `script` under `/bin/sh` as the job's runner, through the real supervisor.
+    async fn run_script(script: &str, marker: &str) -> io::Result<Spawned> {
+        let supervisor = supervisor_binary();
+        spawn(RunnerCommand {
+            supervisor: &supervisor,
+            program: Path::new("/bin/sh"),
+            args: &[OsStr::new("-c"), OsStr::new(script)],
+            job_marker: marker,
+            agent_marker: "test-agent",
+            extra_path: None,
+        })
+        .await
+    }
+
+    fn unique_marker(test: &str) -> String {
+        format!("{test}-{}", uuid::Uuid::new_v4())
+    }
+
+    /// Kills what a test left running, passed or failed.
+    struct KillLeftovers(String);
+
+    impl Drop for KillLeftovers {
+        fn drop(&mut self) {
+            kill_marked(JOB_MARKER, &self.0);
+        }
+    }
+
+    async fn wait_for_marked(needle: &[u8], at_least: usize) {
+        for _ in 0..500 {
+            if marked_pids(needle, 0).len() >= at_least {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("fewer than {at_least} processes of the job started");
+    }
+
+    async fn gone_within(needle: &[u8], within: Duration) -> Vec<u32> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = marked_pids(needle, 0);
+            if left.is_empty() || tokio::time::Instant::now() > deadline {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 
     #[tokio::test]
     async fn reads_output_and_exit_code() {
-        let args = [
-            OsStr::new("-c"),
-            OsStr::new("echo one; echo two >&2; exit 3"),
-        ];
-        let mut spawned =
-            spawn(Path::new("/bin/sh"), &args, "test-read", "test-agent", None).expect("spawns");
+        let script = "echo one; echo two >&2; exit 3";
+        let mut spawned = run_script(script, "test-read").await.expect("spawns");
         let mut lines = Vec::new();
         while let Some(line) = spawned.output.recv().await {
             lines.push(line.trim_end().to_owned());
@@ -190,23 +313,125 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn kill_marked_reaches_processes_in_other_sessions() {
-        let marker = format!("test-kill-{}", std::process::id());
-        // setsid puts the sleep in its own session, as ansible-runner does with Ansible.
-        let args = [OsStr::new("-c"), OsStr::new("setsid sleep 300 & sleep 300")];
-        let spawned =
-            spawn(Path::new("/bin/sh"), &args, &marker, "test-agent", None).expect("spawns");
-        let needle = format!("{JOB_MARKER}={marker}\0").into_bytes();
-        for _ in 0..100 {
-            if marked_pids(&needle, 0).len() >= 3 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(
-            marked_pids(&needle, 0).len() >= 3,
-            "shell and both sleeps run"
+    async fn a_runner_killed_by_a_signal_has_no_exit_code() {
+        let spawned = run_script("kill -TERM $$", "test-signal")
+            .await
+            .expect("spawns");
+        let exit = spawned.exit.await.expect("exit reported");
+        assert_eq!(
+            exit.code, None,
+            "killed by a signal, as without the supervisor"
         );
+    }
+
+    #[tokio::test]
+    async fn a_runner_that_cannot_start_is_an_error_as_before() {
+        let supervisor = supervisor_binary();
+        let result = spawn(RunnerCommand {
+            supervisor: &supervisor,
+            program: Path::new("/nonexistent/ansible-runner"),
+            args: &[OsStr::new("run")],
+            job_marker: "test-missing",
+            agent_marker: "test-agent",
+            extra_path: None,
+        })
+        .await;
+        let Err(error) = result else {
+            panic!("a missing runner started");
+        };
+        assert_eq!(error.raw_os_error(), Some(libc::ENOENT), "{error}");
+        let not_executable = tempfile::NamedTempFile::new().expect("temp file");
+        let result = spawn(RunnerCommand {
+            supervisor: &supervisor,
+            program: not_executable.path(),
+            args: &[],
+            job_marker: "test-not-executable",
+            agent_marker: "test-agent",
+            extra_path: None,
+        })
+        .await;
+        let Err(error) = result else {
+            panic!("a file without the x bit started");
+        };
+        assert_eq!(error.raw_os_error(), Some(libc::EACCES), "{error}");
+    }
+
+    #[tokio::test]
+    async fn the_runner_gets_the_markers() {
+        let marker = unique_marker("test-env");
+        let script = "echo job=$DROVER_JOB_UUID agent=$DROVER_AGENT_ID";
+        let mut spawned = run_script(script, &marker).await.expect("spawns");
+        let line = spawned.output.recv().await.expect("a line");
+        assert_eq!(line.trim_end(), format!("job={marker} agent=test-agent"));
+        assert_eq!(spawned.exit.await.expect("exit reported").code, Some(0));
+    }
+
+    /// The blocked and ignored standard signals (1 to 31) in a `/proc/<pid>/status`.
+    /// Above them are glibc's own (SIGCANCEL, SIGSETXID), which its `posix_spawn` leaves
+    /// ignored in the child and fork does not; no program relies on their state.
+    fn signal_state(status: &str) -> Vec<(String, u64)> {
+        status
+            .lines()
+            .filter_map(|line| {
+                let (name, hex) = line.split_once(":\t")?;
+                let mask = u64::from_str_radix(hex.trim(), 16).ok()?;
+                ["SigBlk", "SigIgn"]
+                    .contains(&name)
+                    .then(|| (name.to_owned(), mask & 0x7fff_ffff))
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_runner_starts_with_the_signal_state_it_had_without_the_supervisor() {
+        let grep = Path::new("/bin/grep");
+        let args = [OsStr::new("^Sig"), OsStr::new("/proc/self/status")];
+        let direct = Command::new(grep).args(args).output().expect("grep runs");
+        let direct = String::from_utf8_lossy(&direct.stdout).into_owned();
+        let supervisor = supervisor_binary();
+        let mut spawned = spawn(RunnerCommand {
+            supervisor: &supervisor,
+            program: grep,
+            args: &args,
+            job_marker: "test-signals",
+            agent_marker: "test-agent",
+            extra_path: None,
+        })
+        .await
+        .expect("spawns");
+        let mut supervised = String::new();
+        while let Some(line) = spawned.output.recv().await {
+            supervised.push_str(&line);
+        }
+        let state = signal_state(&supervised);
+        assert_eq!(state, signal_state(&direct));
+        assert!(state.contains(&("SigBlk".into(), 0)), "{supervised}");
+    }
+
+    #[tokio::test]
+    async fn resource_usage_covers_the_runners_tree() {
+        // A grandchild holding 40 MB, and the runner's shell busy for a while.
+        let script = "head -c 40000000 /dev/zero | sort > /dev/null; \
+                      i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done";
+        let spawned = run_script(script, "test-usage").await.expect("spawns");
+        let usage = spawned.exit.await.expect("exit reported").usage;
+        assert!(usage.max_rss_kb > 30_000, "{usage:?}");
+        assert!(
+            usage.cpu_user_secs + usage.cpu_system_secs > 0.03,
+            "{usage:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn kill_marked_reaches_processes_in_other_sessions() {
+        let marker = unique_marker("test-kill");
+        let _cleanup = KillLeftovers(marker.clone());
+        // setsid puts the sleep in its own session, as ansible-runner does with Ansible.
+        let spawned = run_script("setsid sleep 300 & sleep 300", &marker)
+            .await
+            .expect("spawns");
+        let needle = format!("{JOB_MARKER}={marker}\0").into_bytes();
+        wait_for_marked(&needle, 3).await; // the shell and both sleeps
         assert!(kill_marked(JOB_MARKER, &marker) >= 3);
         let exit = spawned.exit.await.expect("exit reported");
         assert_eq!(exit.code, None, "killed by a signal");
@@ -214,5 +439,34 @@ mod tests {
             marked_pids(&needle, 0).is_empty(),
             "no process of the job is left"
         );
+    }
+
+    #[tokio::test]
+    async fn sigterm_to_the_supervisor_kills_the_job() {
+        let marker = unique_marker("test-term");
+        let _cleanup = KillLeftovers(marker.clone());
+        let spawned = run_script("setsid sleep 300 & sleep 300", &marker)
+            .await
+            .expect("spawns");
+        let needle = format!("{JOB_MARKER}={marker}\0").into_bytes();
+        wait_for_marked(&needle, 3).await;
+        // The supervisor is not one of the job's processes: the agent's kills spare it.
+        let environ =
+            std::fs::read(format!("/proc/{}/environ", spawned.pid)).expect("the supervisor runs");
+        assert!(
+            !environ
+                .windows(JOB_MARKER.len())
+                .any(|w| w == JOB_MARKER.as_bytes()),
+            "the supervisor carries the job marker"
+        );
+        // SAFETY: kill has no memory effects; the supervisor is our unreaped child.
+        unsafe { libc::kill(spawned.pid as libc::pid_t, libc::SIGTERM) };
+        let exit = tokio::time::timeout(Duration::from_secs(10), spawned.exit)
+            .await
+            .expect("the supervisor ends")
+            .expect("exit reported");
+        assert_eq!(exit.code, None, "ended by the signal");
+        let left = gone_within(&needle, Duration::from_secs(5)).await;
+        assert!(left.is_empty(), "processes of the job left: {left:?}");
     }
 }
