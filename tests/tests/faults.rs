@@ -1332,7 +1332,7 @@ async fn allow_simultaneous_runs_jobs_of_one_server_together() {
 async fn hostile_and_broken_messages() {
     let mut row = Row::new(
         "hostile messages",
-        "garbage, ghost job, smuggled, forged status, replay, reorder",
+        "garbage, ghost job, smuggled, forged, replay, reorder, bad beat",
     );
     let stack = Stack::start().await;
     let coordinator = stack.coordinator_pid();
@@ -1343,6 +1343,7 @@ async fn hostile_and_broken_messages() {
     let fake = FakeAgent::start(&stack, "fake-hostile", "hostile").await;
     let (job, uuid) = fake_job(&stack, &fake, playbook, fake_server).await;
     fake.status(uuid, JobStatus::Running, 0).await;
+    let counted_before = counters(&stack).await;
 
     // Out of order: lines 3-4 before 1-2.
     fake.lines(uuid, 3..=4, "real").await;
@@ -1381,6 +1382,11 @@ async fn hostile_and_broken_messages() {
     };
     fake.publish(logs_subject(uuid), smuggled.encode().expect("encodes"))
         .await;
+    // A heartbeat that is not one.
+    fake.client
+        .publish(heartbeat_subject("fake-hostile"), "garbage".into())
+        .await
+        .expect("publish");
     // A garbage claim is answered, and refused.
     let reply = fake
         .client
@@ -1440,8 +1446,37 @@ async fn hostile_and_broken_messages() {
         std::path::Path::new(&format!("/proc/{coordinator}")).exists(),
         "the coordinator crashed"
     );
+    // Refused and repeated messages are counted, not only logged.
+    let counted = counters(&stack).await;
+    let delta = |name: &str| {
+        counted[name].as_u64().expect("counter") - counted_before[name].as_u64().expect("counter")
+    };
+    eprintln!("hostile messages: counters {counted_before} then {counted}");
+    assert_eq!(
+        delta("ingest_malformed"),
+        3,
+        "two garbage payloads and one smuggled batch"
+    );
+    assert_eq!(
+        delta("ingest_rejected"),
+        2,
+        "the ghost job's lines and the forged status"
+    );
+    assert!(delta("ingest_duplicates") >= 2, "two replayed batches");
+    assert_eq!(delta("heartbeats_rejected"), 1, "one garbage heartbeat");
     row.orphans = orphans(&[uuid_of(&real)], &[], Duration::from_secs(5)).await;
     row.assert();
+}
+
+/// The coordinator's counters of refused and repeated messages (`GET /healthz`).
+async fn counters(stack: &Stack) -> Value {
+    let (status, health) = stack.get("/healthz").await;
+    assert_eq!(status, 200, "{health}");
+    assert!(
+        health["counters"].is_object(),
+        "/healthz shows no counters of refused messages: {health}"
+    );
+    health["counters"].clone()
 }
 
 // ---------------------------------------------------------------------------------------
