@@ -1215,6 +1215,23 @@ async fn concurrency_limit_of_an_agent() {
     eprintln!("concurrency limit: at most {overlap} runs at once ({sampled} seen running)");
     assert!(overlap <= 2, "{overlap} jobs ran at once: {runs:?}");
     assert_eq!(overlap, 2, "the agent never used its second slot: {runs:?}");
+    // Queued jobs start in submission order. Two dispatches pulled together (both slots
+    // free at once) are claimed side by side and may start either way round, so only
+    // jobs submitted two or more places apart are compared.
+    let start_of = |n: usize| {
+        runs.iter()
+            .find(|(tag, _, _)| *tag == format!("j{n}"))
+            .map(|run| run.1)
+            .expect("a run of every job")
+    };
+    for earlier in 1..=6 {
+        for later in earlier + 2..=6 {
+            assert!(
+                start_of(earlier) < start_of(later),
+                "j{later} started before j{earlier}: {runs:?}"
+            );
+        }
+    }
     row.orphans = orphans(
         &jobs.iter().map(uuid_of).collect::<Vec<_>>(),
         &[],
