@@ -89,7 +89,7 @@ impl Row {
     fn record(&mut self, result: &str) {
         self.recorded = true;
         let line = format!(
-            "{:<34} | {:<62} | {:>3}/{:<3} | {:>7}/{:<7} | {:>7} | {:<4} | {:>5.1}",
+            "{:<34} | {:<66} | {:>3}/{:<3} | {:>7}/{:<7} | {:>7} | {:<4} | {:>5.1}",
             self.test,
             self.fault,
             self.jobs_expected,
@@ -1349,7 +1349,7 @@ async fn allow_simultaneous_runs_jobs_of_one_server_together() {
 async fn hostile_and_broken_messages() {
     let mut row = Row::new(
         "hostile messages",
-        "garbage, ghost job, smuggled, forged, replay, reorder, bad beat",
+        "junk, ghost job, smuggled, forged, replay, reorder, bad heartbeat",
     );
     let stack = Stack::start().await;
     let coordinator = stack.coordinator_pid();
