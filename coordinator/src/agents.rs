@@ -48,6 +48,9 @@ pub struct PoolState {
 pub struct Registry {
     agents: DashMap<String, AgentInfo>,
     started: Instant,
+    /// Leases count from here at the earliest: the coordinator's start, or the end of
+    /// its last disconnection from NATS (agents could not be heard meanwhile).
+    leases_from: std::sync::Mutex<Instant>,
     lease: Duration,
 }
 
@@ -56,6 +59,7 @@ impl Registry {
         Registry {
             agents: DashMap::new(),
             started: Instant::now(),
+            leases_from: std::sync::Mutex::new(Instant::now()),
             lease,
         }
     }
@@ -108,8 +112,21 @@ impl Registry {
 
     /// Agents holding `claimed` jobs that have been silent for longer than the lease.
     pub fn lost(&self, claimed: &[(u64, Uuid, String)], now: Instant) -> Vec<String> {
-        let last_seen = |agent: &str| self.agents.get(agent).map(|info| info.last_seen);
-        lost_agents(claimed, last_seen, self.started, now, self.lease)
+        let from = self.leases_from();
+        let last_seen = |agent: &str| self.agents.get(agent).map(|info| info.last_seen.max(from));
+        lost_agents(claimed, last_seen, from, now, self.lease)
+    }
+
+    /// Gives every agent a whole lease from `now`: the coordinator was cut off from
+    /// NATS, so silence meanwhile says nothing about the agents.
+    pub fn restart_leases(&self, now: Instant) {
+        if let Ok(mut from) = self.leases_from.lock() {
+            *from = now;
+        }
+    }
+
+    fn leases_from(&self) -> Instant {
+        self.leases_from.lock().map_or(self.started, |from| *from)
     }
 }
 
@@ -226,10 +243,23 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Ends the claims of agents whose lease ran out: their running jobs fail, their
 /// claimed jobs go back to the pool.
 pub async fn reap_loop(state: AppState, mut shutdown: Shutdown) {
+    let mut cut_off = false;
     loop {
         tokio::select! {
             () = tokio::time::sleep(CHECK_EVERY) => {}
             () = shutdown.wait() => return,
+        }
+        // While the coordinator itself is cut off, nobody can be heard: no lease runs
+        // out, and every lease starts over once it is back.
+        if state.client.connection_state() != async_nats::connection::State::Connected {
+            cut_off = true;
+            continue;
+        }
+        if cut_off {
+            cut_off = false;
+            state.agents.restart_leases(Instant::now());
+            tracing::info!("back on NATS; agents' leases start over");
+            continue;
         }
         let claimed = match state.store.claimed_jobs().await {
             Ok(claimed) => claimed,
@@ -345,6 +375,37 @@ mod tests {
         assert_eq!(
             lost_agents(&claimed, seen(late), started, late, lease),
             vec!["quiet".to_owned(), "unknown".to_owned()]
+        );
+    }
+
+    #[test]
+    fn leases_start_over_after_the_coordinator_was_cut_off() {
+        let registry = Registry::new(Duration::from_secs(20));
+        let start = Instant::now();
+        registry.record(
+            Heartbeat {
+                agent_id: "a".into(),
+                pool: "p".into(),
+                capacity: 1,
+                running: Vec::new(),
+                version: "0".into(),
+                labels: Vec::new(),
+            },
+            start,
+        );
+        let claimed = vec![(1, Uuid::new_v4(), "a".to_owned())];
+        let late = start + Duration::from_secs(30);
+        assert_eq!(registry.lost(&claimed, late), vec!["a".to_owned()]);
+        // The coordinator was off NATS until `late`: the agent gets a whole new lease.
+        registry.restart_leases(late);
+        assert!(
+            registry
+                .lost(&claimed, late + Duration::from_secs(19))
+                .is_empty()
+        );
+        assert_eq!(
+            registry.lost(&claimed, late + Duration::from_secs(21)),
+            vec!["a".to_owned()]
         );
     }
 }

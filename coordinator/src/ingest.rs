@@ -1,30 +1,30 @@
 //! Durable ingest of what agents publish: logs, events and status changes are read from
-//! the `DROVER_JOBS` stream in chunks, stored in one group commit per chunk, and only
-//! then acknowledged. A crash between the two re-delivers the chunk, and storing it
-//! again changes nothing (lines are keyed by job and line number).
+//! the `DROVER_JOBS` stream in order, in chunks, and each chunk is stored in one group
+//! commit together with the stream sequence it reaches. That sequence is the
+//! coordinator's place in the stream: after a crash it reads on from the last commit, in
+//! order, so nothing is skipped and nothing arrives out of order (storing a message twice
+//! would change nothing anyway: lines are keyed by job and line number). No
+//! acknowledgements are needed; an earlier version acknowledged in bulk, and a restart
+//! could then acknowledge messages the crashed process had read but never stored.
 
 use crate::api::AppState;
 use crate::shutdown::Shutdown;
 use crate::store::{Ingest, IngestOutcome};
 use crate::telemetry::Counters;
-use async_nats::jetstream::{self, AckKind, consumer::pull};
+use async_nats::jetstream::{
+    self,
+    consumer::{AckPolicy, DeliverPolicy, pull},
+};
 use drover_shared::protocol::{
     EventBatch, JOBS_STREAM, JobSubjectKind, LogBatch, Message, StatusChange, parse_job_subject,
 };
 use futures::StreamExt;
 use std::time::Duration;
 
-/// Durable consumer name: the coordinator's place in the stream survives its restarts.
-pub const CONSUMER: &str = "coordinator-ingest";
+/// The durable consumer of earlier versions, deleted at start-up.
+const OLD_CONSUMER: &str = "coordinator-ingest";
 /// Most messages stored in one commit.
 const CHUNK: usize = 512;
-/// How long JetStream waits for our ack before delivering a message again: after a
-/// coordinator crash, what the dead process had read comes back this soon. A chunk
-/// is stored in well under a second; the margin covers a backlog under a flood.
-const ACK_WAIT: Duration = Duration::from_secs(10);
-/// Unacknowledged messages JetStream lets us hold; bounds memory under a flood.
-const MAX_ACK_PENDING: i64 = 8192;
-
 pub async fn run(state: AppState, mut shutdown: Shutdown) {
     loop {
         tokio::select! {
@@ -50,23 +50,39 @@ async fn consume(state: &AppState) -> Result<(), String> {
         &state.hub,
         &state.counters,
     );
-    let stream = js
+    let mut stream = js
         .get_stream(JOBS_STREAM)
         .await
         .map_err(|e| e.to_string())?;
+    let last_in_stream = stream
+        .info()
+        .await
+        .map_err(|e| e.to_string())?
+        .state
+        .last_sequence;
+    let mut position = store.ingest_position().await.map_err(|e| e.to_string())?;
+    if position > last_in_stream {
+        tracing::warn!(
+            position,
+            last_in_stream,
+            "the jobs stream is behind the store (was it recreated?); reading it from its start"
+        );
+        position = 0;
+    }
+    // The consumer of an older version acknowledged in bulk; it is not used any more.
+    let _ = stream.delete_consumer(OLD_CONSUMER).await;
     let consumer: jetstream::consumer::Consumer<pull::Config> = stream
-        .get_or_create_consumer(
-            CONSUMER,
-            pull::Config {
-                durable_name: Some(CONSUMER.to_owned()),
-                ack_policy: jetstream::consumer::AckPolicy::All,
-                ack_wait: ACK_WAIT,
-                max_ack_pending: MAX_ACK_PENDING,
-                ..Default::default()
+        .create_consumer(pull::Config {
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: position + 1,
             },
-        )
+            ack_policy: AckPolicy::None,
+            inactive_threshold: Duration::from_secs(60),
+            ..Default::default()
+        })
         .await
         .map_err(|e| e.to_string())?;
+    tracing::info!(from = position + 1, "ingesting the jobs stream");
     let mut chunks = consumer
         .messages()
         .await
@@ -83,12 +99,19 @@ async fn consume(state: &AppState) -> Result<(), String> {
         let Some(last) = messages.last() else {
             continue;
         };
+        let through = last
+            .info()
+            .map_err(|e| format!("a message without stream info: {e}"))?
+            .stream_sequence;
         let decoded: Vec<Ingest> = messages.iter().filter_map(decode).collect();
         Counters::add(
             &counters.ingest_malformed,
             (messages.len() - decoded.len()) as u64,
         );
-        let ingested = store.ingest(decoded).await.map_err(|e| e.to_string())?;
+        let ingested = store
+            .ingest(decoded, through)
+            .await
+            .map_err(|e| e.to_string())?;
         // Stored: now live watchers may read it.
         hub.publish(&ingested.progress);
         for job in ingested.stop_agents {
@@ -104,10 +127,6 @@ async fn consume(state: &AppState) -> Result<(), String> {
                 }
             }
         }
-        // AckPolicy::All: acknowledging the last message acknowledges the whole chunk.
-        last.ack_with(AckKind::Ack)
-            .await
-            .map_err(|e| e.to_string())?;
     }
     Err("the jobs stream's consumer ended".to_owned())
 }

@@ -124,7 +124,7 @@ impl Fixture {
         if status.is_finished() {
             messages.push(Ingest::Status(change(status)));
         }
-        self.store.ingest(messages).await.expect("ingests");
+        self.store.ingest(messages, 1).await.expect("ingests");
     }
 
     async fn list(&self, query: JobQuery) -> Paged<JobDetail> {

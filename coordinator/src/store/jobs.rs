@@ -8,8 +8,8 @@ use super::job_index::put_job;
 use super::records::{HeldFinal, JobRecord, LogRecord, PlaybookRecord, ServerRecord, UserRecord};
 use super::server_queue;
 use super::tables::{
-    EVENTS, HELD, JOB_UUIDS, JOBS, JOBS_BY_STATUS, LOGS, PLAYBOOKS, SERVERS, USERS, decode, encode,
-    next_id, take_ids,
+    EVENTS, HELD, JOB_UUIDS, JOBS, JOBS_BY_STATUS, LOGS, META, PLAYBOOKS, SERVERS, USERS, decode,
+    encode, next_id, take_ids,
 };
 use crate::error::Error;
 use chrono::Utc;
@@ -233,10 +233,12 @@ impl Store {
         .await
     }
 
-    /// Applies agents' messages in order, in one commit. Each message gets an outcome;
-    /// a rejected one writes nothing.
-    pub async fn ingest(&self, messages: Vec<Ingest>) -> Result<Ingested, Error> {
+    /// Applies agents' messages in order, in one commit, and records `through`, the
+    /// stream sequence of the last of them, as the place to read on from. Each message
+    /// gets an outcome; a rejected one writes nothing.
+    pub async fn ingest(&self, messages: Vec<Ingest>, through: u64) -> Result<Ingested, Error> {
         self.write(move |tx| {
+            tx.open_table(META)?.insert(INGEST_POSITION, through)?;
             // Status of each touched job before the commit, to tell who changed.
             let mut before: Vec<(Uuid, Option<JobStatus>)> = Vec::new();
             let mut outcomes = Vec::with_capacity(messages.len());
@@ -284,6 +286,22 @@ impl Store {
             }
             let has_more = range.next().is_some();
             Ok((page, has_more))
+        })
+        .await
+    }
+}
+
+/// The last `DROVER_JOBS` sequence whose message is stored (in `META`).
+const INGEST_POSITION: &str = "ingest_position";
+
+impl Store {
+    /// Where ingest reads on from: the last stream sequence stored (0 for none).
+    pub async fn ingest_position(&self) -> Result<u64, Error> {
+        self.read(|tx| {
+            Ok(tx
+                .open_table(META)?
+                .get(INGEST_POSITION)?
+                .map_or(0, |v| v.value()))
         })
         .await
     }

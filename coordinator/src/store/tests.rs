@@ -159,7 +159,7 @@ async fn a_job_is_granted_to_one_agent_only() {
     );
     // Once it runs, even its own agent cannot claim it again (a redelivered dispatch).
     store
-        .ingest(vec![status(job.uuid, "a", JobStatus::Running, 0)])
+        .ingest(vec![status(job.uuid, "a", JobStatus::Running, 0)], 1)
         .await
         .expect("ingests");
     let again = store.claim(job.uuid, "a".into()).await.expect("claims");
@@ -172,11 +172,14 @@ async fn replayed_lines_are_stored_once() {
     let (_dir, store, job) = store_with_job().await;
     store.claim(job.uuid, "a".into()).await.expect("claims");
     let ingested = store
-        .ingest(vec![
-            lines(job.uuid, 1..=3),
-            lines(job.uuid, 1..=3),
-            lines(job.uuid, 3..=5),
-        ])
+        .ingest(
+            vec![
+                lines(job.uuid, 1..=3),
+                lines(job.uuid, 1..=3),
+                lines(job.uuid, 3..=5),
+            ],
+            2,
+        )
         .await
         .expect("ingests");
     assert_eq!(ingested.progress.len(), 1, "one job touched");
@@ -202,20 +205,23 @@ async fn final_status_waits_for_its_lines() {
     let (_dir, store, job) = store_with_job().await;
     store.claim(job.uuid, "a".into()).await.expect("claims");
     store
-        .ingest(vec![
-            status(job.uuid, "a", JobStatus::Running, 0),
-            lines(job.uuid, 1..=2),
-        ])
+        .ingest(
+            vec![
+                status(job.uuid, "a", JobStatus::Running, 0),
+                lines(job.uuid, 1..=2),
+            ],
+            3,
+        )
         .await
         .expect("ingests");
     // The final status says 4 lines were published; only 2 are stored.
     store
-        .ingest(vec![status(job.uuid, "a", JobStatus::Success, 4)])
+        .ingest(vec![status(job.uuid, "a", JobStatus::Success, 4)], 4)
         .await
         .expect("ingests");
     assert_eq!(job_now(&store, &job).await.status, JobStatus::Running);
     let ingested = store
-        .ingest(vec![lines(job.uuid, 3..=4)])
+        .ingest(vec![lines(job.uuid, 3..=4)], 5)
         .await
         .expect("ingests");
     assert!(
@@ -233,7 +239,7 @@ async fn reports_from_an_agent_without_the_claim_are_refused() {
     let (_dir, store, job) = store_with_job().await;
     store.claim(job.uuid, "a".into()).await.expect("claims");
     let outcomes = store
-        .ingest(vec![status(job.uuid, "intruder", JobStatus::Failed, 0)])
+        .ingest(vec![status(job.uuid, "intruder", JobStatus::Failed, 0)], 6)
         .await
         .expect("ingests")
         .outcomes;
@@ -246,19 +252,25 @@ async fn finished_jobs_do_not_change_or_grow() {
     let (_dir, store, job) = store_with_job().await;
     store.claim(job.uuid, "a".into()).await.expect("claims");
     store
-        .ingest(vec![
-            lines(job.uuid, 1..=1),
-            status(job.uuid, "a", JobStatus::Success, 1),
-        ])
+        .ingest(
+            vec![
+                lines(job.uuid, 1..=1),
+                status(job.uuid, "a", JobStatus::Success, 1),
+            ],
+            7,
+        )
         .await
         .expect("ingests");
     let outcomes = store
-        .ingest(vec![
-            status(job.uuid, "a", JobStatus::Failed, 1),
-            status(job.uuid, "a", JobStatus::Running, 0),
-            lines(job.uuid, 2..=2),
-            lines(Uuid::new_v4(), 1..=1),
-        ])
+        .ingest(
+            vec![
+                status(job.uuid, "a", JobStatus::Failed, 1),
+                status(job.uuid, "a", JobStatus::Running, 0),
+                lines(job.uuid, 2..=2),
+                lines(Uuid::new_v4(), 1..=1),
+            ],
+            8,
+        )
         .await
         .expect("ingests")
         .outcomes;
@@ -276,7 +288,7 @@ async fn the_store_survives_a_reopen() {
     let (dir, store, job) = store_with_job().await;
     store.claim(job.uuid, "a".into()).await.expect("claims");
     store
-        .ingest(vec![lines(job.uuid, 1..=3)])
+        .ingest(vec![lines(job.uuid, 1..=3)], 9)
         .await
         .expect("ingests");
     drop(store);
@@ -292,6 +304,8 @@ async fn the_store_survives_a_reopen() {
     let reopened = reopened.expect("reopens");
     let page = reopened.log_page(job.id, 0, 10).await.expect("page");
     assert_eq!(page.total_lines, 3);
+    // Ingest reads on from the stream sequence committed with those lines.
+    assert_eq!(reopened.ingest_position().await.expect("reads"), 9);
     let again = reopened
         .job_detail(JobFilter::Uuid(job.uuid))
         .await
