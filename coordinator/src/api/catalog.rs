@@ -12,11 +12,14 @@ use super::tickets::parse_id;
 use super::views::{PlaybookView, ServerView};
 use crate::error::Error;
 use crate::playbook_yaml;
-use crate::store::{NewPlaybook, NewServer, Role};
+use crate::store::{
+    Audit, NewPlaybook, NewServer, Page, Paged, PlaybookRecord, Role, ServerRecord, Store,
+};
 use crate::validate;
 use bytes::Bytes;
 use drover_shared::Connection;
 use drover_shared::protocol::DEFAULT_POOL;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use warp::http::StatusCode;
@@ -142,22 +145,141 @@ impl CreateServer {
 /// Longest playbook description.
 const MAX_DESCRIPTION: usize = 10_000;
 
-pub async fn create_playbook(state: AppState, auth: Option<String>, raw: Bytes) -> Response {
+/// What differs between playbooks and servers; their handlers are written once, below.
+pub trait Kind: Send + Sync + 'static {
+    /// Singular, for errors and audit targets: `playbook`.
+    const NAME: &'static str;
+    /// The collection's path segment: `playbooks`.
+    const SEGMENT: &'static str;
+    type Request: DeserializeOwned + Send;
+    type Record: Send + 'static;
+    type View: Serialize + ToSchema;
+
+    fn audited(request: &Self::Request) -> serde_json::Value;
+    fn view(record: Self::Record, role: Role) -> Self::View;
+    fn create(
+        store: &Store,
+        request: Self::Request,
+        audit: Audit,
+    ) -> impl Future<Output = Result<Self::Record, Error>> + Send;
+    fn update(
+        store: &Store,
+        id: u64,
+        request: Self::Request,
+        audit: Audit,
+    ) -> impl Future<Output = Result<Self::Record, Error>> + Send;
+    fn delete(
+        store: &Store,
+        id: u64,
+        audit: Audit,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+    fn get(
+        store: &Store,
+        id: u64,
+    ) -> impl Future<Output = Result<Option<Self::Record>, Error>> + Send;
+    fn list(
+        store: &Store,
+        page: Page,
+    ) -> impl Future<Output = Result<Paged<Self::Record>, Error>> + Send;
+}
+
+pub struct Playbooks;
+pub struct Servers;
+
+impl Kind for Playbooks {
+    const NAME: &'static str = "playbook";
+    const SEGMENT: &'static str = "playbooks";
+    type Request = CreatePlaybook;
+    type Record = PlaybookRecord;
+    type View = PlaybookView;
+
+    fn audited(request: &CreatePlaybook) -> serde_json::Value {
+        request.audited()
+    }
+    fn view(record: PlaybookRecord, _: Role) -> PlaybookView {
+        PlaybookView::from(record)
+    }
+    async fn create(
+        store: &Store,
+        request: CreatePlaybook,
+        audit: Audit,
+    ) -> Result<PlaybookRecord, Error> {
+        store.create_playbook(request.validated()?, audit).await
+    }
+    async fn update(
+        store: &Store,
+        id: u64,
+        request: CreatePlaybook,
+        audit: Audit,
+    ) -> Result<PlaybookRecord, Error> {
+        store.update_playbook(id, request.validated()?, audit).await
+    }
+    async fn delete(store: &Store, id: u64, audit: Audit) -> Result<(), Error> {
+        store.delete_playbook(id, audit).await
+    }
+    async fn get(store: &Store, id: u64) -> Result<Option<PlaybookRecord>, Error> {
+        store.playbook(id).await
+    }
+    async fn list(store: &Store, page: Page) -> Result<Paged<PlaybookRecord>, Error> {
+        store.list_playbooks(page).await
+    }
+}
+
+impl Kind for Servers {
+    const NAME: &'static str = "server";
+    const SEGMENT: &'static str = "servers";
+    type Request = CreateServer;
+    type Record = ServerRecord;
+    type View = ServerView;
+
+    fn audited(request: &CreateServer) -> serde_json::Value {
+        request.audited()
+    }
+    fn view(record: ServerRecord, role: Role) -> ServerView {
+        ServerView::for_role(record, role)
+    }
+    async fn create(
+        store: &Store,
+        request: CreateServer,
+        audit: Audit,
+    ) -> Result<ServerRecord, Error> {
+        store.create_server(request.validated()?, audit).await
+    }
+    async fn update(
+        store: &Store,
+        id: u64,
+        request: CreateServer,
+        audit: Audit,
+    ) -> Result<ServerRecord, Error> {
+        store.update_server(id, request.validated()?, audit).await
+    }
+    async fn delete(store: &Store, id: u64, audit: Audit) -> Result<(), Error> {
+        store.delete_server(id, audit).await
+    }
+    async fn get(store: &Store, id: u64) -> Result<Option<ServerRecord>, Error> {
+        store.server(id).await
+    }
+    async fn list(store: &Store, page: Page) -> Result<Paged<ServerRecord>, Error> {
+        store.list_servers(page).await
+    }
+}
+
+/// `POST /playbooks`, `POST /servers` (operators).
+pub async fn create<K: Kind>(state: AppState, auth: Option<String>, raw: Bytes) -> Response {
     let result = async {
         let user = authorize(&state.store, auth.as_deref(), Role::Operator).await?;
-        let request: CreatePlaybook = body::parse(&raw)?;
-        let audit = audit::entry(&user, "POST /playbooks", request.audited());
-        let playbook = state
-            .store
-            .create_playbook(request.validated()?, audit)
-            .await?;
-        Ok::<_, Error>(PlaybookView::from(playbook))
+        let request: K::Request = body::parse(&raw)?;
+        let action = format!("POST /{}", K::SEGMENT);
+        let audit = audit::entry(&user, &action, K::audited(&request));
+        let record = K::create(&state.store, request, audit).await?;
+        Ok::<_, Error>(K::view(record, user.role))
     }
     .await;
     respond(StatusCode::CREATED, result)
 }
 
-pub async fn update_playbook(
+/// `PUT /playbooks/{id}`, `PUT /servers/{id}` (operators): replaces the whole record.
+pub async fn update<K: Kind>(
     state: AppState,
     id: String,
     auth: Option<String>,
@@ -165,33 +287,29 @@ pub async fn update_playbook(
 ) -> Response {
     let result = async {
         let user = authorize(&state.store, auth.as_deref(), Role::Operator).await?;
-        let playbook_id = parse_id("playbook", &id)?;
-        let request: CreatePlaybook = body::parse(&raw)?;
-        let mut params = request.audited();
-        params["id"] = playbook_id.into();
-        let audit = audit::entry(&user, "PUT /playbooks/{id}", params);
-        let playbook = state
-            .store
-            .update_playbook(playbook_id, request.validated()?, audit)
-            .await?;
-        Ok::<_, Error>(PlaybookView::from(playbook))
+        let record_id = parse_id(K::NAME, &id)?;
+        let request: K::Request = body::parse(&raw)?;
+        let mut params = K::audited(&request);
+        params["id"] = record_id.into();
+        let action = format!("PUT /{}/{{id}}", K::SEGMENT);
+        let audit = audit::entry(&user, &action, params);
+        let record = K::update(&state.store, record_id, request, audit).await?;
+        Ok::<_, Error>(K::view(record, user.role))
     }
     .await;
     respond(StatusCode::OK, result)
 }
 
-pub async fn delete_playbook(state: AppState, id: String, auth: Option<String>) -> Response {
+/// `DELETE /playbooks/{id}`, `DELETE /servers/{id}` (admins; 409 while jobs use it).
+pub async fn delete<K: Kind>(state: AppState, id: String, auth: Option<String>) -> Response {
     let result = async {
         let user = authorize(&state.store, auth.as_deref(), Role::Admin).await?;
-        let playbook_id = parse_id("playbook", &id)?;
-        let audit = audit::entry(
-            &user,
-            "DELETE /playbooks/{id}",
-            serde_json::json!({"id": playbook_id}),
-        );
-        state.store.delete_playbook(playbook_id, audit).await?;
+        let record_id = parse_id(K::NAME, &id)?;
+        let action = format!("DELETE /{}/{{id}}", K::SEGMENT);
+        let audit = audit::entry(&user, &action, serde_json::json!({"id": record_id}));
+        K::delete(&state.store, record_id, audit).await?;
         Ok::<_, Error>(Deleted {
-            id: playbook_id,
+            id: record_id,
             deleted: true,
         })
     }
@@ -199,106 +317,25 @@ pub async fn delete_playbook(state: AppState, id: String, auth: Option<String>) 
     respond(StatusCode::OK, result)
 }
 
-pub async fn get_playbook(state: AppState, id: String, auth: Option<String>) -> Response {
-    let result = async {
-        authorize(&state.store, auth.as_deref(), Role::Viewer).await?;
-        let playbook = state
-            .store
-            .playbook(parse_id("playbook", &id)?)
-            .await?
-            .ok_or_else(|| Error::not_found("playbook", &id))?;
-        Ok::<_, Error>(PlaybookView::from(playbook))
-    }
-    .await;
-    respond(StatusCode::OK, result)
-}
-
-pub async fn list_playbooks(state: AppState, auth: Option<String>, query: Query) -> Response {
-    let result = async {
-        authorize(&state.store, auth.as_deref(), Role::Viewer).await?;
-        let page = state.store.list_playbooks(query::page(&query)?).await?;
-        Ok::<_, Error>(PageView::new(page, PlaybookView::from))
-    }
-    .await;
-    respond(StatusCode::OK, result)
-}
-
-pub async fn create_server(state: AppState, auth: Option<String>, raw: Bytes) -> Response {
-    let result = async {
-        let user = authorize(&state.store, auth.as_deref(), Role::Operator).await?;
-        let request: CreateServer = body::parse(&raw)?;
-        let audit = audit::entry(&user, "POST /servers", request.audited());
-        let server = state
-            .store
-            .create_server(request.validated()?, audit)
-            .await?;
-        Ok::<_, Error>(ServerView::from(server))
-    }
-    .await;
-    respond(StatusCode::CREATED, result)
-}
-
-pub async fn update_server(
-    state: AppState,
-    id: String,
-    auth: Option<String>,
-    raw: Bytes,
-) -> Response {
-    let result = async {
-        let user = authorize(&state.store, auth.as_deref(), Role::Operator).await?;
-        let server_id = parse_id("server", &id)?;
-        let request: CreateServer = body::parse(&raw)?;
-        let mut params = request.audited();
-        params["id"] = server_id.into();
-        let audit = audit::entry(&user, "PUT /servers/{id}", params);
-        let server = state
-            .store
-            .update_server(server_id, request.validated()?, audit)
-            .await?;
-        Ok::<_, Error>(ServerView::from(server))
-    }
-    .await;
-    respond(StatusCode::OK, result)
-}
-
-pub async fn delete_server(state: AppState, id: String, auth: Option<String>) -> Response {
-    let result = async {
-        let user = authorize(&state.store, auth.as_deref(), Role::Admin).await?;
-        let server_id = parse_id("server", &id)?;
-        let audit = audit::entry(
-            &user,
-            "DELETE /servers/{id}",
-            serde_json::json!({"id": server_id}),
-        );
-        state.store.delete_server(server_id, audit).await?;
-        Ok::<_, Error>(Deleted {
-            id: server_id,
-            deleted: true,
-        })
-    }
-    .await;
-    respond(StatusCode::OK, result)
-}
-
-pub async fn get_server(state: AppState, id: String, auth: Option<String>) -> Response {
+/// `GET /playbooks/{id}`, `GET /servers/{id}` (viewers).
+pub async fn get<K: Kind>(state: AppState, id: String, auth: Option<String>) -> Response {
     let result = async {
         let user = authorize(&state.store, auth.as_deref(), Role::Viewer).await?;
-        let server = state
-            .store
-            .server(parse_id("server", &id)?)
+        let record = K::get(&state.store, parse_id(K::NAME, &id)?)
             .await?
-            .ok_or_else(|| Error::not_found("server", &id))?;
-        Ok::<_, Error>(ServerView::for_role(server, user.role))
+            .ok_or_else(|| Error::not_found(K::NAME, &id))?;
+        Ok::<_, Error>(K::view(record, user.role))
     }
     .await;
     respond(StatusCode::OK, result)
 }
 
-pub async fn list_servers(state: AppState, auth: Option<String>, query: Query) -> Response {
+/// `GET /playbooks`, `GET /servers` (viewers), in id order.
+pub async fn list<K: Kind>(state: AppState, auth: Option<String>, query: Query) -> Response {
     let result = async {
         let user = authorize(&state.store, auth.as_deref(), Role::Viewer).await?;
-        let page = state.store.list_servers(query::page(&query)?).await?;
-        Ok::<_, Error>(PageView::new(page, |s| ServerView::for_role(s, user.role)))
+        let page = K::list(&state.store, query::page(&query)?).await?;
+        Ok::<_, Error>(PageView::new(page, |record| K::view(record, user.role)))
     }
     .await;
     respond(StatusCode::OK, result)

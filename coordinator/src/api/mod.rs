@@ -211,82 +211,57 @@ fn jobs_routes(state: AppState) -> Route {
 }
 
 fn catalog_routes(state: AppState) -> Route {
-    let s = || with(state.clone());
-    let create_playbook = warp::path!("playbooks")
-        .and(warp::post())
-        .and(s())
-        .and(auth())
-        .and(json_body())
-        .then(catalog::create_playbook);
-    let list_playbooks = warp::path!("playbooks")
-        .and(warp::get())
-        .and(s())
-        .and(auth())
-        .and(query())
-        .then(catalog::list_playbooks);
-    let get_playbook = warp::path!("playbooks" / String)
-        .and(warp::get())
-        .and(s())
-        .and(auth())
-        .then(|id, state, auth| catalog::get_playbook(state, id, auth));
-    let update_playbook = warp::path!("playbooks" / String)
-        .and(warp::put())
-        .and(s())
-        .and(auth())
-        .and(json_body())
-        .then(|id, state, auth, body| catalog::update_playbook(state, id, auth, body));
-    let delete_playbook = warp::path!("playbooks" / String)
-        .and(warp::delete())
-        .and(s())
-        .and(auth())
-        .then(|id, state, auth| catalog::delete_playbook(state, id, auth));
-    let create_server = warp::path!("servers")
-        .and(warp::post())
-        .and(s())
-        .and(auth())
-        .and(json_body())
-        .then(catalog::create_server);
-    let list_servers = warp::path!("servers")
-        .and(warp::get())
-        .and(s())
-        .and(auth())
-        .and(query())
-        .then(catalog::list_servers);
-    let get_server = warp::path!("servers" / String)
-        .and(warp::get())
-        .and(s())
-        .and(auth())
-        .then(|id, state, auth| catalog::get_server(state, id, auth));
-    let update_server = warp::path!("servers" / String)
-        .and(warp::put())
-        .and(s())
-        .and(auth())
-        .and(json_body())
-        .then(|id, state, auth, body| catalog::update_server(state, id, auth, body));
-    let delete_server = warp::path!("servers" / String)
-        .and(warp::delete())
-        .and(s())
-        .and(auth())
-        .then(|id, state, auth| catalog::delete_server(state, id, auth));
-    create_playbook
-        .or(list_playbooks)
-        .unify()
-        .or(get_playbook)
-        .unify()
-        .or(update_playbook)
-        .unify()
-        .or(delete_playbook)
+    catalog_kind::<catalog::Playbooks>(state.clone())
+        .or(catalog_kind::<catalog::Servers>(state))
         .unify()
         .boxed()
-        .or(create_server)
+}
+
+/// `/playbooks` or `/servers`: list, create, get, replace, delete.
+fn catalog_kind<K: catalog::Kind>(state: AppState) -> Route {
+    let s = || with(state.clone());
+    let collection = || warp::path(K::SEGMENT).and(warp::path::end());
+    let one = || {
+        warp::path(K::SEGMENT)
+            .and(warp::path::param::<String>())
+            .and(warp::path::end())
+    };
+    let create = collection()
+        .and(warp::post())
+        .and(s())
+        .and(auth())
+        .and(json_body())
+        .then(catalog::create::<K>);
+    let list = collection()
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .and(query())
+        .then(catalog::list::<K>);
+    let get = one()
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .then(|id, state, auth| catalog::get::<K>(state, id, auth));
+    let update = one()
+        .and(warp::put())
+        .and(s())
+        .and(auth())
+        .and(json_body())
+        .then(|id, state, auth, body| catalog::update::<K>(state, id, auth, body));
+    let delete = one()
+        .and(warp::delete())
+        .and(s())
+        .and(auth())
+        .then(|id, state, auth| catalog::delete::<K>(state, id, auth));
+    create
+        .or(list)
         .unify()
-        .or(list_servers)
+        .or(get)
         .unify()
-        .or(get_server)
+        .or(update)
         .unify()
-        .or(update_server)
-        .unify()
-        .or(delete_server)
+        .or(delete)
         .unify()
         .boxed()
 }
