@@ -562,91 +562,121 @@ async fn coordinator_crash_mid_job() {
 // ---------------------------------------------------------------------------------------
 // 2. Agent crash
 
+/// What both agent-crash tests start with: a playbook that sleeps (the job to lose), a
+/// short one and a quick one, and three local servers.
+struct CrashScene {
+    stack: Stack,
+    tag: &'static str,
+    needle: String,
+    sleeper: u64,
+    short: u64,
+    quick: u64,
+    servers: [u64; 3],
+}
+
+async fn crash_scene(tag: &'static str, slot: u32, short_pause: &str) -> CrashScene {
+    let stack = Stack::start_with(lease_options(0, 1)).await;
+    let number = marker(slot);
+    let sleeper = stack
+        .playbook("sleeper", &sleeper_playbook(tag, &number))
+        .await;
+    let short = stack
+        .playbook("short", &flowing_playbook(tag, 1, short_pause))
+        .await;
+    let quick = stack
+        .playbook("quick", &flowing_playbook(tag, 1, "0"))
+        .await;
+    let mut servers = [0; 3];
+    for (server, name) in servers.iter_mut().zip(["a", "b", "c"]) {
+        *server = local_server(&stack, &format!("{tag}-{name}"), "default").await;
+    }
+    CrashScene {
+        stack,
+        tag,
+        needle: format!("sleep {number}"),
+        sleeper,
+        short,
+        quick,
+        servers,
+    }
+}
+
+impl CrashScene {
+    /// Submits a job and waits until it runs on `agent`.
+    async fn running_on(&self, playbook: u64, server: u64, agent: usize) -> Value {
+        let job = self.stack.submit(playbook, server, json!({})).await;
+        let running = wait_running(&self.stack, id(&job)).await;
+        assert_eq!(running["agent_id"], self.stack.agent_id(agent), "{running}");
+        job
+    }
+
+    /// The lost job ended `failed`, saying its agent was lost; the row counts it.
+    async fn check_lost(&self, row: &mut Row, lost: &Value, agent: usize) {
+        let failed = self.stack.wait_finished(id(lost), JOB_TIMEOUT).await;
+        let expected = format!("agent {} lost while running", self.stack.agent_id(agent));
+        row.job(failed["status"] == "failed" && failed["error"] == expected.as_str());
+        row.lines(1, stored_markers(&self.stack, id(lost), self.tag, 1).await);
+        assert_eq!(failed["status"], "failed", "{failed}");
+        assert_eq!(failed["error"], expected.as_str(), "{failed}");
+    }
+
+    /// `jobs` succeeded on `agent` and left nothing behind; the row counts them.
+    async fn check_ran_on(&self, row: &mut Row, jobs: &[&Value], agent: usize) {
+        for job in jobs {
+            let done = self.stack.wait_finished(id(job), JOB_TIMEOUT).await;
+            row.job(done["status"] == "success" && done["agent_id"] == self.stack.agent_id(agent));
+            row.lines(1, stored_markers(&self.stack, id(job), self.tag, 1).await);
+            assert_eq!(done["status"], "success", "{done}");
+            assert_eq!(done["agent_id"], self.stack.agent_id(agent), "{done}");
+        }
+        let uuids: Vec<String> = jobs.iter().map(|job| uuid_of(job)).collect();
+        row.orphans += orphans(&uuids, &[], Duration::from_secs(5)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_crash_mid_job() {
     let mut row = Row::new(
         "agent crash",
         "kill -9 agent A mid-job (lease 3 s); B busy, 1 job queued",
     );
-    let mut stack = Stack::start_with(lease_options(0, 1)).await;
-    let tag = "agentcrash";
-    let number = marker(2);
-    let needle = format!("sleep {number}");
-    let sleeper = stack
-        .playbook("sleeper", &sleeper_playbook(tag, &number))
-        .await;
-    let short = stack
-        .playbook("short", &flowing_playbook(tag, 1, "4"))
-        .await;
-    let quick = stack
-        .playbook("quick", &flowing_playbook(tag, 1, "0"))
-        .await;
-    let server_a = local_server(&stack, "crash-a", "default").await;
-    let server_b = local_server(&stack, "crash-b", "default").await;
-    let server_c = local_server(&stack, "crash-c", "default").await;
-
-    let a = stack.start_agent("default", 1);
-    let lost = stack.submit(sleeper, server_a, json!({})).await;
-    let lost_running = wait_running(&stack, id(&lost)).await;
-    assert_eq!(
-        lost_running["agent_id"],
-        stack.agent_id(a),
-        "{lost_running}"
-    );
-    wait_process(&needle, JOB_TIMEOUT).await;
-    wait_marker(&stack, id(&lost), tag, 1).await;
-
-    let b = stack.start_agent("default", 1);
-    let busy = stack.submit(short, server_b, json!({})).await;
-    let busy_running = wait_running(&stack, id(&busy)).await;
-    assert_eq!(
-        busy_running["agent_id"],
-        stack.agent_id(b),
-        "{busy_running}"
-    );
+    let mut scene = crash_scene("agentcrash", 2, "4").await;
+    let [server_a, server_b, server_c] = scene.servers;
+    let a = scene.stack.start_agent("default", 1);
+    let lost = scene.running_on(scene.sleeper, server_a, a).await;
+    wait_process(&scene.needle, JOB_TIMEOUT).await;
+    wait_marker(&scene.stack, id(&lost), scene.tag, 1).await;
+    let b = scene.stack.start_agent("default", 1);
+    let busy = scene.running_on(scene.short, server_b, b).await;
     // Both slots are busy: this one waits in the pool's queue.
-    let queued = stack.submit(quick, server_c, json!({})).await;
+    let queued = scene.stack.submit(scene.quick, server_c, json!({})).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(get_job(&stack, id(&queued)).await["status"], "pending");
+    assert_eq!(
+        get_job(&scene.stack, id(&queued)).await["status"],
+        "pending"
+    );
 
     // The orphan check below sees the job's processes by their marker.
     let marked = processes_with_env(JOB_MARKER, &uuid_of(&lost)).len();
     assert!(marked > 0, "no process carries the job's marker");
-    stack.kill_agent(a);
+    scene.stack.kill_agent(a);
     let killed = Instant::now();
     // (a) The playbook's processes die with their agent.
     row.orphans = orphans(
         &[uuid_of(&lost)],
-        std::slice::from_ref(&needle),
+        std::slice::from_ref(&scene.needle),
         Duration::from_secs(5),
     )
     .await;
     // (b) After the lease the job is failed, and says why.
-    let failed = stack.wait_finished(id(&lost), JOB_TIMEOUT).await;
+    scene.check_lost(&mut row, &lost, a).await;
     let waited = killed.elapsed();
-    let expected_error = format!("agent {} lost while running", stack.agent_id(a));
-    row.job(failed["status"] == "failed" && failed["error"] == expected_error.as_str());
-    row.lines(1, stored_markers(&stack, id(&lost), tag, 1).await);
-    assert_eq!(failed["status"], "failed", "{failed}");
-    assert_eq!(failed["error"], expected_error.as_str(), "{failed}");
     assert!(
         waited < Duration::from_secs(15),
         "lease of {LEASE_SECS} s, but the job was failed {waited:?} after the kill"
     );
     // (c) The queued job runs on the agent that is left.
-    for job in [&busy, &queued] {
-        let done = stack.wait_finished(id(job), JOB_TIMEOUT).await;
-        row.job(done["status"] == "success" && done["agent_id"] == stack.agent_id(b));
-        row.lines(1, stored_markers(&stack, id(job), tag, 1).await);
-        assert_eq!(done["status"], "success", "{done}");
-        assert_eq!(done["agent_id"], stack.agent_id(b), "{done}");
-    }
-    row.orphans += orphans(
-        &[uuid_of(&busy), uuid_of(&queued)],
-        &[],
-        Duration::from_secs(5),
-    )
-    .await;
+    scene.check_ran_on(&mut row, &[&busy, &queued], b).await;
     row.assert();
 }
 
@@ -656,66 +686,29 @@ async fn agent_crash_with_a_free_slot() {
         "agent crash, free slot",
         "kill -9 agent A (1 of 2 slots busy), submit at once; B busy",
     );
-    let mut stack = Stack::start_with(lease_options(0, 1)).await;
-    let tag = "freeslot";
-    let number = marker(3);
-    let needle = format!("sleep {number}");
-    let sleeper = stack
-        .playbook("sleeper", &sleeper_playbook(tag, &number))
-        .await;
-    let short = stack
-        .playbook("short", &flowing_playbook(tag, 1, "3"))
-        .await;
-    let quick = stack
-        .playbook("quick", &flowing_playbook(tag, 1, "0"))
-        .await;
-    let server_a = local_server(&stack, "free-a", "default").await;
-    let server_b = local_server(&stack, "free-b", "default").await;
-    let server_c = local_server(&stack, "free-c", "default").await;
-
+    let mut scene = crash_scene("freeslot", 3, "3").await;
+    let [server_a, server_b, server_c] = scene.servers;
     // B first, busy with one slot; then A, with one of its two slots busy: A alone asks
     // the pool's queue for work when the job below is dispatched.
-    let b = stack.start_agent("default", 1);
-    let busy = stack.submit(short, server_b, json!({})).await;
-    let busy_running = wait_running(&stack, id(&busy)).await;
-    assert_eq!(
-        busy_running["agent_id"],
-        stack.agent_id(b),
-        "{busy_running}"
-    );
-    let a = stack.start_agent("default", 2);
-    let lost = stack.submit(sleeper, server_a, json!({})).await;
-    let lost_running = wait_running(&stack, id(&lost)).await;
-    assert_eq!(
-        lost_running["agent_id"],
-        stack.agent_id(a),
-        "{lost_running}"
-    );
-    wait_process(&needle, JOB_TIMEOUT).await;
-    wait_marker(&stack, id(&lost), tag, 1).await;
+    let b = scene.stack.start_agent("default", 1);
+    let busy = scene.running_on(scene.short, server_b, b).await;
+    let a = scene.stack.start_agent("default", 2);
+    let lost = scene.running_on(scene.sleeper, server_a, a).await;
+    wait_process(&scene.needle, JOB_TIMEOUT).await;
+    wait_marker(&scene.stack, id(&lost), scene.tag, 1).await;
 
-    stack.kill_agent(a);
+    scene.stack.kill_agent(a);
     let killed = Instant::now();
     // Dispatched while A's request for work may still be open on the server.
-    let next = stack.submit(quick, server_c, json!({})).await;
+    let next = scene.stack.submit(scene.quick, server_c, json!({})).await;
     row.orphans = orphans(
         &[uuid_of(&lost)],
-        std::slice::from_ref(&needle),
+        std::slice::from_ref(&scene.needle),
         Duration::from_secs(5),
     )
     .await;
-    let failed = stack.wait_finished(id(&lost), JOB_TIMEOUT).await;
-    let expected_error = format!("agent {} lost while running", stack.agent_id(a));
-    row.job(failed["status"] == "failed" && failed["error"] == expected_error.as_str());
-    row.lines(1, stored_markers(&stack, id(&lost), tag, 1).await);
-    assert_eq!(failed["error"], expected_error.as_str(), "{failed}");
-    for job in [&busy, &next] {
-        let done = stack.wait_finished(id(job), JOB_TIMEOUT).await;
-        row.job(done["status"] == "success" && done["agent_id"] == stack.agent_id(b));
-        row.lines(1, stored_markers(&stack, id(job), tag, 1).await);
-        assert_eq!(done["status"], "success", "{done}");
-        assert_eq!(done["agent_id"], stack.agent_id(b), "{done}");
-    }
+    scene.check_lost(&mut row, &lost, a).await;
+    scene.check_ran_on(&mut row, &[&busy, &next], b).await;
     // B frees its slot about 3 s after the kill; a dispatch stuck with the dead agent
     // would come back only after the queue's ack wait.
     let waited = killed.elapsed();
@@ -726,12 +719,6 @@ async fn agent_crash_with_a_free_slot() {
         waited < Duration::from_secs(20),
         "the job dispatched after the kill waited {waited:?}"
     );
-    row.orphans += orphans(
-        &[uuid_of(&busy), uuid_of(&next)],
-        &[],
-        Duration::from_secs(5),
-    )
-    .await;
     row.assert();
 }
 
