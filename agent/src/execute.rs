@@ -32,9 +32,6 @@ pub struct Settings {
     pub work_dir: PathBuf,
     pub key_dir: PathBuf,
     pub runner: PathBuf,
-    /// The `drover-agent` binary, run as each job's supervisor so that the job's
-    /// processes die with the agent, even of SIGKILL (see `runner::supervisor`).
-    pub supervisor: PathBuf,
     pub keep_work_dirs: bool,
     pub check_host_keys: bool,
     /// Set when the agent is shutting down, so killed runs say why.
@@ -118,11 +115,16 @@ async fn run_and_report(
     }
 }
 
+/// The marker every job process of this agent process carries: the id alone could be
+/// shared by two agents on one host (or by test stacks), the pid cannot. The agent's
+/// reaper kills what carries it if the agent dies.
+pub fn process_marker(agent_id: &str) -> String {
+    format!("{agent_id}:{}", std::process::id())
+}
+
 impl Settings {
-    /// Marks every process this agent process starts: the id alone could be shared by
-    /// two agents on one host (or by test stacks), the pid cannot.
     pub fn process_marker(&self) -> String {
-        format!("{}:{}", self.agent_id, std::process::id())
+        process_marker(&self.agent_id)
     }
 }
 
@@ -238,12 +240,7 @@ async fn run(
     }
     let marker = dispatch.job_uuid.to_string();
     let agent_marker = settings.process_marker();
-    // The supervisor is forked right here, on the thread that polls this job: the actor
-    // system's arbiter, which lives as long as the agent. Its PR_SET_PDEATHSIG fires when
-    // the forking *thread* ends, so this must never move into `spawn_blocking` or onto
-    // any thread that may end before the agent does.
     let command = process::RunnerCommand {
-        supervisor: &settings.supervisor,
         program: &settings.runner,
         args: &args,
         job_marker: &marker,
@@ -260,7 +257,7 @@ async fn run(
             return failed_before_start(exit_code::TASK_FAILURE, error.to_string());
         }
     };
-    tracing::info!(job = %dispatch.job_uuid, supervisor = spawned.pid, "ansible-runner started");
+    tracing::info!(job = %dispatch.job_uuid, pid = spawned.pid, "ansible-runner started");
 
     let deadline = dispatch
         .timeout_secs

@@ -4,8 +4,8 @@
 //! has a free slot (`--concurrency`), claims each from the coordinator over
 //! `drover.coord.claim`, and starts a [`job`] actor per granted job. A job actor runs
 //! [`execute`]: it writes the ansible-runner private data dir and starts the run
-//! ([`runner`]) under a supervisor process (the agent's own binary, `drover-agent
-//! supervise`) that kills the job's processes if the agent dies, even of SIGKILL; it
+//! ([`runner`]); a reaper process started with the agent (its own binary, `drover-agent
+//! reap`) kills every job's processes if the agent dies, even of SIGKILL. The run
 //! turns the event stream into numbered, classified lines and events, and hands them to
 //! the job's [`publisher`], the single task that publishes them in order to
 //! `drover.jobs.<uuid>.*`, followed by the final status.

@@ -3,19 +3,19 @@ use clap::Parser;
 use drover_agent::config::Config;
 use drover_agent::execute::Settings;
 use drover_agent::pool::{PoolActor, Stop};
-use drover_agent::runner::supervisor;
+use drover_agent::runner::reaper;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
-    // A job's supervisor, started by an agent: before logging is set up, because its
-    // stdout and stderr are the job's output.
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|first| first == supervisor::SUBCOMMAND)
-    {
-        supervisor::run(supervisor::Args::parse_from(std::env::args_os().skip(1)));
+    // The agent's reaper, started by the agent below (hidden from --help).
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .filter_map(|a| a.into_string().ok())
+        .collect();
+    if let Some((marker, agent_pid)) = reaper::parse(&args) {
+        reaper::run(&marker, agent_pid);
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -34,6 +34,11 @@ fn main() -> anyhow::Result<()> {
             config.work_dir.display()
         )
     })?;
+    // From the main thread, which lives as long as the agent: the reaper's
+    // PR_SET_PDEATHSIG fires when the thread that started it ends.
+    let marker = drover_agent::execute::process_marker(&config.agent_id());
+    let _reaper = reaper::start(&reaper::own_binary(), &marker)
+        .map_err(|e| anyhow::anyhow!("cannot start the agent's reaper process: {e}"))?;
     let system = System::new();
     system.block_on(start(config))?;
     system.run()?;
@@ -48,7 +53,6 @@ async fn start(config: Config) -> anyhow::Result<()> {
         work_dir: config.work_dir.clone(),
         key_dir: config.key_dir.clone(),
         runner: config.runner_program(),
-        supervisor: supervisor::own_binary(),
         keep_work_dirs: config.keep_work_dirs,
         check_host_keys: config.check_host_keys,
         stopping: AtomicBool::new(false),

@@ -14,8 +14,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
 
 /// Long enough for a loaded two-core machine, short enough to fail a hung test.
@@ -99,67 +99,12 @@ pub fn fake_runner(dir: &Path, body: &str) -> PathBuf {
     path
 }
 
-/// The `drover-agent` binary, which every job runs under as its supervisor. Unit tests
-/// get no `CARGO_BIN_EXE_*`, but cargo builds the binary beside them whenever it builds
-/// the package's integration tests (`cargo test -p drover-agent`). One older than the
-/// agent's sources would test old code, so it is refused.
-pub fn supervisor_binary() -> PathBuf {
-    static CHECKED: OnceLock<PathBuf> = OnceLock::new();
-    CHECKED
-        .get_or_init(|| {
-            // target/<profile>/deps/<this test> -> target/<profile>/drover-agent
-            let test = std::env::current_exe().expect("the test binary's path");
-            let binary = test
-                .parent()
-                .and_then(Path::parent)
-                .expect("tests run from cargo's target dir")
-                .join("drover-agent");
-            let built = std::fs::metadata(&binary)
-                .and_then(|m| m.modified())
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "{}: {e}; run `cargo test -p drover-agent`, which builds it",
-                        binary.display()
-                    )
-                });
-            let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-            assert!(
-                built >= newest_change(&sources),
-                "{} is older than {}: run `cargo test -p drover-agent` (not only --lib), \
-                 which rebuilds it",
-                binary.display(),
-                sources.display()
-            );
-            binary
-        })
-        .clone()
-}
-
-/// When a file under `dir` last changed.
-fn newest_change(dir: &Path) -> SystemTime {
-    let mut newest = SystemTime::UNIX_EPOCH;
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        let changed = if path.is_dir() {
-            newest_change(&path)
-        } else {
-            entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or(SystemTime::UNIX_EPOCH)
-        };
-        newest = newest.max(changed);
-    }
-    newest
-}
-
 pub fn settings(work_dir: &Path, runner: PathBuf) -> Arc<Settings> {
     Arc::new(Settings {
         agent_id: "test-agent".into(),
         work_dir: work_dir.join("work"),
         key_dir: work_dir.join("keys"),
         runner,
-        supervisor: supervisor_binary(),
         keep_work_dirs: false,
         check_host_keys: false,
         stopping: AtomicBool::new(false),

@@ -1,17 +1,14 @@
-//! The ansible-runner process of one job. The agent starts it through a supervisor (its
-//! own binary in [`supervisor`] mode) that kills the job's processes if the agent dies;
-//! the supervisor's stdout and stderr are ansible-runner's, read here on plain threads,
-//! and its exit is ansible-runner's, collected with `wait4` with the resource usage of
-//! the whole tree. Killing a job kills every process carrying the job's marker:
+//! The ansible-runner process of one job: started in its own process group with markers
+//! in its environment, its output read on plain threads, its exit and resource usage
+//! collected with `wait4`. Killing a job kills every process carrying the job's marker:
 //! ansible-runner starts ansible-playbook in a new session, so neither the process group
-//! nor the parent chain reaches everything, but the environment is inherited.
+//! nor the parent chain reaches everything, but the environment is inherited. If the
+//! agent itself dies, its [`reaper`](super::reaper) kills what carries the agent's marker.
 #![allow(unsafe_code)]
 
-use super::supervisor;
 use drover_shared::protocol::ResourceUsage;
 use std::ffi::OsStr;
 use std::io::{self, BufRead, BufReader, Read};
-use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -34,7 +31,6 @@ pub struct ExitInfo {
 }
 
 pub struct Spawned {
-    /// The supervisor's pid: the process the agent waits for.
     pub pid: u32,
     /// Lines of stdout and stderr; closed when both pipes are.
     pub output: mpsc::Receiver<String>,
@@ -43,9 +39,6 @@ pub struct Spawned {
 
 /// How to start one job's ansible-runner.
 pub struct RunnerCommand<'a> {
-    /// The `drover-agent` binary, run in its [`supervisor`] mode between the agent and
-    /// ansible-runner.
-    pub supervisor: &'a Path,
     pub program: &'a Path,
     pub args: &'a [&'a OsStr],
     pub job_marker: &'a str,
@@ -54,35 +47,13 @@ pub struct RunnerCommand<'a> {
     pub extra_path: Option<&'a Path>,
 }
 
-/// Starts ansible-runner under its supervisor, and returns once the supervisor has said
-/// whether ansible-runner started.
-///
-/// The supervisor is forked on the calling thread, before the first await, and the kernel
-/// sends it SIGTERM (`PR_SET_PDEATHSIG`) when that *thread* ends, not only when the
-/// agent does: call this from a thread that lives as long as the agent (the actor
-/// system's arbiter), never from `spawn_blocking`, whose idle threads end.
+/// Starts ansible-runner with the job's and the agent's markers in its environment.
 pub async fn spawn(run: RunnerCommand<'_>) -> io::Result<Spawned> {
-    let (report_reader, report_writer) = io::pipe()?;
-    let mut command = Command::new(run.supervisor);
-    let mut runner = vec![run.program.as_os_str().to_owned()];
-    runner.extend(run.args.iter().map(|a| (*a).to_owned()));
-    let status_fd = report_writer.as_raw_fd();
-    let argv = supervisor::Args {
-        job_marker: run.job_marker.to_owned(),
-        agent_marker: run.agent_marker.to_owned(),
-        agent_pid: std::process::id(),
-        status_fd: Some(status_fd),
-        command: runner,
-    }
-    .to_argv();
+    let mut command = Command::new(run.program);
     command
-        .arg0("drover-agent")
-        .args(argv)
-        // The supervisor is not one of the job's processes (see `supervisor`): the agent's
-        // own kills must leave it alive to reap ansible-runner. The agent may carry
-        // DROVER_AGENT_ID itself, as its --agent-id.
-        .env_remove(JOB_MARKER)
-        .env_remove(AGENT_MARKER)
+        .args(run.args)
+        .env(JOB_MARKER, run.job_marker)
+        .env(AGENT_MARKER, run.agent_marker)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -95,20 +66,7 @@ pub async fn spawn(run: RunnerCommand<'_>) -> io::Result<Spawned> {
         joined.push(path);
         command.env("PATH", joined);
     }
-    // SAFETY: runs in the child between fork and exec, where only async-signal-safe calls
-    // may be made: fcntl is one. It keeps the status pipe's write end open across exec in
-    // this child only; status_fd stays open in the parent until spawn has returned.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::fcntl(status_fd, libc::F_SETFD, 0) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     let mut child = command.spawn()?;
-    // Only the supervisor holds the write end now: the report ends when it closes it.
-    drop(report_writer);
     let pid = child.id();
     let (lines, output) = mpsc::channel(OUTPUT_QUEUE);
     if let Some(stdout) = child.stdout.take() {
@@ -125,26 +83,7 @@ pub async fn spawn(run: RunnerCommand<'_>) -> io::Result<Spawned> {
         .spawn(move || {
             let _ = exited.send(wait(pid));
         })?;
-    // The supervisor reports within milliseconds, but off this thread all the same. On
-    // an error it exits at once; the threads above then end by themselves.
-    let report = tokio::task::spawn_blocking(move || {
-        let mut report = String::new();
-        let mut reader = report_reader;
-        reader.read_to_string(&mut report).map(|_| report)
-    })
-    .await
-    .map_err(io::Error::other)
-    .and_then(|read| read);
-    match report.map(|report| supervisor::decode_start_error(&report)) {
-        Ok(None) => Ok(Spawned { pid, output, exit }),
-        Ok(Some(error)) => Err(error),
-        Err(error) => {
-            // Whether ansible-runner started is unknown: the supervisor stops whatever did.
-            // SAFETY: kill has no memory effects; pid is the supervisor, our child.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-            Err(error)
-        }
-    }
+    Ok(Spawned { pid, output, exit })
 }
 
 fn forward_lines(pipe: impl Read + Send + 'static, lines: mpsc::Sender<String>, name: &str) {
@@ -248,13 +187,10 @@ pub fn marked_pids(needle: &[u8], skip: u32) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::supervisor_binary;
 
-    /// Runs `script` under `/bin/sh` as the job's runner, through the real supervisor.
+    /// Runs `script` under `/bin/sh` as the job's runner.
     async fn run_script(script: &str, marker: &str) -> io::Result<Spawned> {
-        let supervisor = supervisor_binary();
         spawn(RunnerCommand {
-            supervisor: &supervisor,
             program: Path::new("/bin/sh"),
             args: &[OsStr::new("-c"), OsStr::new(script)],
             job_marker: marker,
@@ -287,17 +223,6 @@ mod tests {
         panic!("fewer than {at_least} processes of the job started");
     }
 
-    async fn gone_within(needle: &[u8], within: Duration) -> Vec<u32> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let left = marked_pids(needle, 0);
-            if left.is_empty() || tokio::time::Instant::now() > deadline {
-                return left;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     #[tokio::test]
     async fn reads_output_and_exit_code() {
         let script = "echo one; echo two >&2; exit 3";
@@ -318,17 +243,12 @@ mod tests {
             .await
             .expect("spawns");
         let exit = spawned.exit.await.expect("exit reported");
-        assert_eq!(
-            exit.code, None,
-            "killed by a signal, as without the supervisor"
-        );
+        assert_eq!(exit.code, None, "killed by a signal");
     }
 
     #[tokio::test]
-    async fn a_runner_that_cannot_start_is_an_error_as_before() {
-        let supervisor = supervisor_binary();
+    async fn a_runner_that_cannot_start_is_an_error() {
         let result = spawn(RunnerCommand {
-            supervisor: &supervisor,
             program: Path::new("/nonexistent/ansible-runner"),
             args: &[OsStr::new("run")],
             job_marker: "test-missing",
@@ -342,7 +262,6 @@ mod tests {
         assert_eq!(error.raw_os_error(), Some(libc::ENOENT), "{error}");
         let not_executable = tempfile::NamedTempFile::new().expect("temp file");
         let result = spawn(RunnerCommand {
-            supervisor: &supervisor,
             program: not_executable.path(),
             args: &[],
             job_marker: "test-not-executable",
@@ -369,45 +288,6 @@ mod tests {
     /// The blocked and ignored standard signals (1 to 31) in a `/proc/<pid>/status`.
     /// Above them are glibc's own (SIGCANCEL, SIGSETXID), which its `posix_spawn` leaves
     /// ignored in the child and fork does not; no program relies on their state.
-    fn signal_state(status: &str) -> Vec<(String, u64)> {
-        status
-            .lines()
-            .filter_map(|line| {
-                let (name, hex) = line.split_once(":\t")?;
-                let mask = u64::from_str_radix(hex.trim(), 16).ok()?;
-                ["SigBlk", "SigIgn"]
-                    .contains(&name)
-                    .then(|| (name.to_owned(), mask & 0x7fff_ffff))
-            })
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn the_runner_starts_with_the_signal_state_it_had_without_the_supervisor() {
-        let grep = Path::new("/bin/grep");
-        let args = [OsStr::new("^Sig"), OsStr::new("/proc/self/status")];
-        let direct = Command::new(grep).args(args).output().expect("grep runs");
-        let direct = String::from_utf8_lossy(&direct.stdout).into_owned();
-        let supervisor = supervisor_binary();
-        let mut spawned = spawn(RunnerCommand {
-            supervisor: &supervisor,
-            program: grep,
-            args: &args,
-            job_marker: "test-signals",
-            agent_marker: "test-agent",
-            extra_path: None,
-        })
-        .await
-        .expect("spawns");
-        let mut supervised = String::new();
-        while let Some(line) = spawned.output.recv().await {
-            supervised.push_str(&line);
-        }
-        let state = signal_state(&supervised);
-        assert_eq!(state, signal_state(&direct));
-        assert!(state.contains(&("SigBlk".into(), 0)), "{supervised}");
-    }
-
     #[tokio::test]
     async fn resource_usage_covers_the_runners_tree() {
         // A grandchild holding 40 MB, and the runner's shell busy for a while.
@@ -439,34 +319,5 @@ mod tests {
             marked_pids(&needle, 0).is_empty(),
             "no process of the job is left"
         );
-    }
-
-    #[tokio::test]
-    async fn sigterm_to_the_supervisor_kills_the_job() {
-        let marker = unique_marker("test-term");
-        let _cleanup = KillLeftovers(marker.clone());
-        let spawned = run_script("setsid sleep 300 & sleep 300", &marker)
-            .await
-            .expect("spawns");
-        let needle = format!("{JOB_MARKER}={marker}\0").into_bytes();
-        wait_for_marked(&needle, 3).await;
-        // The supervisor is not one of the job's processes: the agent's kills spare it.
-        let environ =
-            std::fs::read(format!("/proc/{}/environ", spawned.pid)).expect("the supervisor runs");
-        assert!(
-            !environ
-                .windows(JOB_MARKER.len())
-                .any(|w| w == JOB_MARKER.as_bytes()),
-            "the supervisor carries the job marker"
-        );
-        // SAFETY: kill has no memory effects; the supervisor is our unreaped child.
-        unsafe { libc::kill(spawned.pid as libc::pid_t, libc::SIGTERM) };
-        let exit = tokio::time::timeout(Duration::from_secs(10), spawned.exit)
-            .await
-            .expect("the supervisor ends")
-            .expect("exit reported");
-        assert_eq!(exit.code, None, "ended by the signal");
-        let left = gone_within(&needle, Duration::from_secs(5)).await;
-        assert!(left.is_empty(), "processes of the job left: {left:?}");
     }
 }

@@ -79,3 +79,33 @@ pub fn lines(first: u64, count: u64, text: impl Fn(u64) -> String) -> Vec<LogLin
         })
         .collect()
 }
+
+/// Announces the benchmark's agent every second, as a real agent does, so that the
+/// coordinator's lease does not take its jobs away. Stops when dropped.
+pub struct Heartbeats(tokio::task::JoinHandle<()>);
+
+impl Drop for Heartbeats {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub fn heartbeats(client: async_nats::Client, pool: &str) -> Heartbeats {
+    let beat = drover_shared::protocol::Heartbeat {
+        agent_id: AGENT.into(),
+        pool: pool.into(),
+        capacity: 1000,
+        running: Vec::new(),
+        version: "bench".into(),
+        labels: Vec::new(),
+    };
+    Heartbeats(tokio::spawn(async move {
+        let subject = drover_shared::protocol::heartbeat_subject(AGENT);
+        loop {
+            if let Ok(bytes) = beat.encode() {
+                let _ = client.publish(subject.clone(), bytes.into()).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }))
+}

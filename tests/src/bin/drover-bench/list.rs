@@ -115,6 +115,7 @@ pub async fn list_queries(
 
     let started = Instant::now();
     let client = async_nats::connect(&stack.nats_url).await?;
+    let _beats = crate::fake::heartbeats(client.clone(), "list");
     let js = jetstream::new(client.clone());
     let (finished, cancelled) = tokio::join!(finish(&client, &js, &made), cancel(&stack, &made));
     finished?;

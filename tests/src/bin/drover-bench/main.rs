@@ -171,6 +171,7 @@ async fn shared_stack_sections(
     let instant = dispatch::instant_runner(stack.dir.path())?;
     stack.start_agent_with_runner("dispatch", 64, &instant);
     let client = async_nats::connect(&stack.nats_url).await?;
+    let _beats = fake::heartbeats(client.clone(), "bench");
     let js = async_nats::jetstream::new(client.clone());
     let playbook = simultaneous_playbook(&stack, "trivial").await?;
     let nowhere = stack
