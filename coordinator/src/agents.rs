@@ -15,7 +15,6 @@ use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use drover_shared::protocol::{HEARTBEAT_SUBJECTS, Heartbeat, Message};
 use futures::StreamExt;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -110,11 +109,11 @@ impl Registry {
         pending_reason(pool, &self.pool(pool, now), now)
     }
 
-    /// Agents holding `claimed` jobs that have been silent for longer than the lease.
-    pub fn lost(&self, claimed: &[(u64, Uuid, String)], now: Instant) -> Vec<String> {
+    /// Agents among `claiming` (those holding jobs) silent for longer than the lease.
+    pub fn lost(&self, claiming: &[String], now: Instant) -> Vec<String> {
         let from = self.leases_from();
         let last_seen = |agent: &str| self.agents.get(agent).map(|info| info.last_seen.max(from));
-        lost_agents(claimed, last_seen, from, now, self.lease)
+        lost_agents(claiming, last_seen, from, now, self.lease)
     }
 
     /// Gives every agent a whole lease from `now`: the coordinator was cut off from
@@ -172,23 +171,26 @@ pub fn pending_reason(pool: &str, state: &PoolState, now: Instant) -> Option<Str
     None
 }
 
-/// Agents among `claimed` (job id, uuid, agent) not heard for longer than `lease`,
-/// counting from `started` for agents never heard.
+/// Agents among `claiming` not heard for longer than `lease`, counting from `started`
+/// for agents never heard.
 pub fn lost_agents(
-    claimed: &[(u64, Uuid, String)],
+    claiming: &[String],
     last_seen: impl Fn(&str) -> Option<Instant>,
     started: Instant,
     now: Instant,
     lease: Duration,
 ) -> Vec<String> {
-    let mut lost = BTreeMap::new();
-    for (_, _, agent) in claimed {
-        let seen = last_seen(agent).unwrap_or(started);
-        if now.saturating_duration_since(seen) > lease {
-            lost.insert(agent.clone(), ());
-        }
-    }
-    lost.into_keys().collect()
+    let mut lost: Vec<String> = claiming
+        .iter()
+        .filter(|agent| {
+            let seen = last_seen(agent).unwrap_or(started);
+            now.saturating_duration_since(seen) > lease
+        })
+        .cloned()
+        .collect();
+    lost.sort();
+    lost.dedup();
+    lost
 }
 
 /// Listens to heartbeats until shutdown.
@@ -261,14 +263,14 @@ pub async fn reap_loop(state: AppState, mut shutdown: Shutdown) {
             tracing::info!("back on NATS; agents' leases start over");
             continue;
         }
-        let claimed = match state.store.claimed_jobs().await {
-            Ok(claimed) => claimed,
+        let claiming = match state.store.claiming_agents().await {
+            Ok(claiming) => claiming,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list claimed jobs for the lease check");
                 continue;
             }
         };
-        for agent in state.agents.lost(&claimed, Instant::now()) {
+        for agent in state.agents.lost(&claiming, Instant::now()) {
             let error = format!("agent {agent} lost while running");
             match state.store.reap_agent(agent.clone(), error).await {
                 Ok(reaped) => {
@@ -357,11 +359,7 @@ mod tests {
     fn leases_count_from_the_start_for_agents_never_heard() {
         let started = Instant::now();
         let lease = Duration::from_secs(20);
-        let claimed = vec![
-            (1, Uuid::new_v4(), "quiet".to_owned()),
-            (2, Uuid::new_v4(), "alive".to_owned()),
-            (3, Uuid::new_v4(), "unknown".to_owned()),
-        ];
+        let claimed = vec!["quiet".to_owned(), "alive".to_owned(), "unknown".to_owned()];
         let seen = |now: Instant| {
             move |agent: &str| match agent {
                 "quiet" => Some(started),
@@ -393,7 +391,7 @@ mod tests {
             },
             start,
         );
-        let claimed = vec![(1, Uuid::new_v4(), "a".to_owned())];
+        let claimed = vec!["a".to_owned()];
         let late = start + Duration::from_secs(30);
         assert_eq!(registry.lost(&claimed, late), vec!["a".to_owned()]);
         // The coordinator was off NATS until `late`: the agent gets a whole new lease.

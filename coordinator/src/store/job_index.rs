@@ -4,7 +4,7 @@
 
 use super::records::JobRecord;
 use super::tables::{
-    COUNTERS, HELD, JOBS, JOBS_BY_PLAYBOOK, JOBS_BY_PLAYBOOK_STATUS, JOBS_BY_SERVER,
+    CLAIMS, COUNTERS, HELD, JOBS, JOBS_BY_PLAYBOOK, JOBS_BY_PLAYBOOK_STATUS, JOBS_BY_SERVER,
     JOBS_BY_SERVER_STATUS, JOBS_BY_STATUS, JOBS_BY_USER, JOBS_BY_USER_STATUS, encode,
 };
 use crate::error::Error;
@@ -33,8 +33,12 @@ pub fn put_job(
         return Ok(());
     }
     if job.status.is_finished() {
-        // A held job cancelled while it waited leaves the queue of its server.
+        // A held job cancelled while it waited leaves the queue of its server, and a
+        // finished job is no longer its agent's.
         tx.open_table(HELD)?.remove((job.server_id, job.id))?;
+        if let Some(agent) = &job.agent_id {
+            tx.open_table(CLAIMS)?.remove((agent.as_str(), job.id))?;
+        }
     }
     let mut by_status = tx.open_table(JOBS_BY_STATUS)?;
     let mut paired = [

@@ -8,8 +8,8 @@ use super::job_index::put_job;
 use super::records::{HeldFinal, JobRecord, LogRecord, PlaybookRecord, ServerRecord, UserRecord};
 use super::server_queue;
 use super::tables::{
-    EVENTS, HELD, JOB_UUIDS, JOBS, JOBS_BY_STATUS, LOGS, META, PLAYBOOKS, SERVERS, USERS, decode,
-    encode, next_id, take_ids,
+    CLAIMS, EVENTS, HELD, JOB_UUIDS, JOBS, JOBS_BY_STATUS, LOGS, META, PLAYBOOKS, SERVERS, USERS,
+    decode, encode, next_id, take_ids,
 };
 use crate::error::Error;
 use chrono::Utc;
@@ -225,6 +225,8 @@ impl Store {
             if job.held {
                 return Ok(refuse(format!("job {} waits for its server", job.id)));
             }
+            tx.open_table(CLAIMS)?
+                .insert((agent_id.as_str(), job.id), ())?;
             job.agent_id = Some(agent_id);
             job.updated_at = Utc::now();
             put_job(tx, &job, Some(job.status))?;

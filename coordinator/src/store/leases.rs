@@ -2,15 +2,14 @@
 //! fails, a job that was only claimed goes back to its pool.
 
 use super::Store;
-use super::catalog::{get_record, get_record_tx};
+use super::catalog::get_record_tx;
 use super::job_index::put_job;
 use super::records::{JobRecord, PlaybookRecord, ServerRecord};
-use super::tables::{JOBS, JOBS_BY_STATUS, PLAYBOOKS, SERVERS};
+use super::tables::{CLAIMS, JOBS, PLAYBOOKS, SERVERS};
 use crate::error::Error;
 use chrono::Utc;
 use drover_shared::{JobStatus, exit_code};
-use redb::{ReadableTable, WriteTransaction};
-use uuid::Uuid;
+use redb::ReadableTable;
 
 /// What losing an agent did to its jobs.
 #[derive(Debug, Default)]
@@ -22,23 +21,18 @@ pub struct Reaped {
 }
 
 impl Store {
-    /// Running jobs and claimed pending ones: (job id, uuid, agent).
-    pub async fn claimed_jobs(&self) -> Result<Vec<(u64, Uuid, String)>, Error> {
+    /// Agents holding pending or running jobs.
+    pub async fn claiming_agents(&self) -> Result<Vec<String>, Error> {
         self.read(|tx| {
-            let index = tx.open_table(JOBS_BY_STATUS)?;
-            let mut claimed = Vec::new();
-            for status in [JobStatus::Pending, JobStatus::Running] {
-                let s = status.as_str();
-                for entry in index.range((s, 0)..=(s, u64::MAX))? {
-                    let id = entry?.0.value().1;
-                    if let Some(job) = get_record::<JobRecord>(tx, JOBS, id)?
-                        && let Some(agent) = job.agent_id
-                    {
-                        claimed.push((job.id, job.uuid, agent));
-                    }
+            let mut agents: Vec<String> = Vec::new();
+            for entry in tx.open_table(CLAIMS)?.iter()? {
+                let (key, _) = entry?;
+                let agent = key.value().0;
+                if agents.last().map(String::as_str) != Some(agent) {
+                    agents.push(agent.to_owned());
                 }
             }
-            Ok(claimed)
+            Ok(agents)
         })
         .await
     }
@@ -48,7 +42,16 @@ impl Store {
     pub async fn reap_agent(&self, agent: String, error: String) -> Result<Reaped, Error> {
         self.write(move |tx| {
             let mut reaped = Reaped::default();
-            for id in jobs_of(tx, &agent)? {
+            let ids: Vec<u64> = {
+                let claims = tx.open_table(CLAIMS)?;
+                let mut ids = Vec::new();
+                for entry in claims.range((agent.as_str(), 0)..=(agent.as_str(), u64::MAX))? {
+                    ids.push(entry?.0.value().1);
+                }
+                ids
+            };
+            for id in ids {
+                tx.open_table(CLAIMS)?.remove((agent.as_str(), id))?;
                 let Some(mut job) = get_record_tx::<JobRecord>(tx, JOBS, id)? else {
                     continue;
                 };
@@ -64,7 +67,7 @@ impl Store {
                     job.cancel = None;
                     put_job(tx, &job, Some(old))?;
                     reaped.failed.push(job);
-                } else {
+                } else if old == JobStatus::Pending {
                     job.agent_id = None;
                     put_job(tx, &job, Some(old))?;
                     let playbook = get_record_tx(tx, PLAYBOOKS, job.playbook_id)?;
@@ -78,24 +81,4 @@ impl Store {
         })
         .await
     }
-}
-
-/// Ids of the pending or running jobs `agent` holds.
-fn jobs_of(tx: &WriteTransaction, agent: &str) -> Result<Vec<u64>, Error> {
-    let index = tx.open_table(JOBS_BY_STATUS)?;
-    let jobs = tx.open_table(JOBS)?;
-    let mut ids = Vec::new();
-    for status in [JobStatus::Pending, JobStatus::Running] {
-        let s = status.as_str();
-        for entry in index.range((s, 0)..=(s, u64::MAX))? {
-            let id = entry?.0.value().1;
-            if let Some(bytes) = jobs.get(id)? {
-                let job: JobRecord = super::tables::decode(bytes.value())?;
-                if job.agent_id.as_deref() == Some(agent) {
-                    ids.push(id);
-                }
-            }
-        }
-    }
-    Ok(ids)
 }
