@@ -133,12 +133,12 @@ pub async fn redispatch_loop(state: crate::api::AppState, mut shutdown: crate::s
 pub async fn release_loop(state: crate::api::AppState, mut shutdown: crate::shutdown::Shutdown) {
     let mut statuses = state.hub.statuses();
     loop {
-        tokio::select! {
-            _ = statuses.recv() => {}
-            () = tokio::time::sleep(RELEASE_EVERY) => {}
+        let always = tokio::select! {
+            _ = statuses.recv() => false,
+            () = tokio::time::sleep(RELEASE_EVERY) => true,
             () = shutdown.wait() => return,
-        }
-        let released = match state.store.release_held().await {
+        };
+        let released = match state.store.release_held(always).await {
             Ok(released) => released,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot release held jobs");

@@ -626,32 +626,52 @@ async fn one_job_at_a_time_per_server_in_submission_order() {
     assert!(!unclaimed.contains(&second.id) && !unclaimed.contains(&third.id));
 
     assert!(
-        f.store.release_held().await.expect("releases").is_empty(),
+        f.store
+            .release_held(false)
+            .await
+            .expect("releases")
+            .is_empty(),
         "the server is busy"
     );
     f.finish(&first, JobStatus::Success, 1).await;
     assert!(
-        f.store.release_held().await.expect("releases").is_empty(),
+        f.store
+            .release_held(false)
+            .await
+            .expect("releases")
+            .is_empty(),
         "the other job still runs there"
     );
     f.finish(&together, JobStatus::Success, 1).await;
     let released: Vec<u64> = f
         .store
-        .release_held()
+        .release_held(false)
         .await
         .expect("releases")
         .iter()
         .map(|(j, _, _)| j.id)
         .collect();
     assert_eq!(released, vec![second.id], "the oldest first, one at a time");
-    assert!(f.store.release_held().await.expect("releases").is_empty());
+    assert!(
+        f.store
+            .release_held(false)
+            .await
+            .expect("releases")
+            .is_empty()
+    );
     // The third is cancelled while it waits: it leaves the queue.
     f.store
         .cancel_job(third.id, "admin".into(), audit("cancel"))
         .await
         .expect("cancels");
     f.finish(&second, JobStatus::Failed, 1).await;
-    assert!(f.store.release_held().await.expect("releases").is_empty());
+    assert!(
+        f.store
+            .release_held(false)
+            .await
+            .expect("releases")
+            .is_empty()
+    );
     let next = new_job(server, alone.id).await.expect("job").0;
     assert!(!next.held, "the server is free again");
 }

@@ -126,6 +126,11 @@ impl Store {
             Ok(created)
         })
         .await
+        .inspect(|(job, _, _)| {
+            if job.held {
+                self.note_held();
+            }
+        })
     }
 
     /// One ticket per failed or cancelled job, carrying what went wrong.

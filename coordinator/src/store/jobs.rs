@@ -109,12 +109,17 @@ impl Store {
         new: NewJob,
         audit: Audit,
     ) -> Result<(JobRecord, PlaybookRecord, ServerRecord), Error> {
-        self.write(move |tx| {
-            let created = insert_job(tx, new)?;
-            audit::record(tx, audit, format!("job {}", created.0.id))?;
-            Ok(created)
-        })
-        .await
+        let created = self
+            .write(move |tx| {
+                let created = insert_job(tx, new)?;
+                audit::record(tx, audit, format!("job {}", created.0.id))?;
+                Ok(created)
+            })
+            .await?;
+        if created.0.held {
+            self.note_held();
+        }
+        Ok(created)
     }
 
     pub async fn job_detail(&self, which: JobFilter) -> Result<Option<JobDetail>, Error> {

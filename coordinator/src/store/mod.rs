@@ -51,6 +51,9 @@ pub struct Store {
     /// Reads running at once. Each takes a blocking-pool thread; a hundred live
     /// streams must not mean a hundred threads (and their memory).
     read_slots: Arc<tokio::sync::Semaphore>,
+    /// Set when a job was held for its server since the last look found none: spares the
+    /// release check a read after every status change when nothing waits.
+    held_hint: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Most store reads in flight; more wait their turn (reads take well under 1 ms).
@@ -77,6 +80,8 @@ impl Store {
             db,
             writer,
             read_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_READS)),
+            // A restart may find held jobs: look once.
+            held_hint: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         })
     }
 

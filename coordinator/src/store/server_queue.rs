@@ -10,6 +10,7 @@ use super::tables::{HELD, JOBS, JOBS_BY_SERVER_STATUS, PLAYBOOKS, SERVERS, encod
 use crate::error::Error;
 use drover_shared::JobStatus;
 use redb::{ReadableTable, WriteTransaction};
+use std::sync::atomic::Ordering;
 
 /// Whether a new job of `playbook` on `server_id` must wait: its playbook runs alone,
 /// and the server is busy or has jobs waiting already (which go first).
@@ -52,16 +53,27 @@ fn busy(tx: &WriteTransaction, server_id: u64) -> Result<bool, Error> {
 }
 
 impl Store {
+    /// Notes that a job was held, so the next [`Store::release_held`] looks.
+    pub(super) fn note_held(&self) {
+        self.held_hint.store(true, Ordering::Release);
+    }
+
     /// Releases the oldest held job of every server that is free; returns them for
-    /// dispatch.
+    /// dispatch. Without `always`, it only looks if a job was held since it last found
+    /// none.
     pub async fn release_held(
         &self,
+        always: bool,
     ) -> Result<Vec<(JobRecord, PlaybookRecord, ServerRecord)>, Error> {
+        if !always && !self.held_hint.load(Ordering::Acquire) {
+            return Ok(Vec::new());
+        }
         // Usually nothing waits: a read answers that without a commit.
         let waiting = self
             .read(|tx| Ok(tx.open_table(HELD)?.first()?.is_some()))
             .await?;
         if !waiting {
+            self.held_hint.store(false, Ordering::Release);
             return Ok(Vec::new());
         }
         self.write(|tx| {
