@@ -234,7 +234,7 @@ pub async fn logs(
 ) -> Response {
     let result = async {
         authorize(&state.store, auth.as_deref(), Role::Viewer).await?;
-        let start_line = query_number(&query, "start_line", 0)?;
+        let start_line = query::number(&query, "start_line", 0)?;
         let limit = page_limit(&query)?;
         let job = find(&state, &id).await?.job;
         let page = state.store.log_page(job.id, start_line, limit).await?;
@@ -246,17 +246,13 @@ pub async fn logs(
 
 /// `limit` of a paged read: 1 to [`MAX_LOG_LIMIT`], [`DEFAULT_LOG_LIMIT`] when absent.
 fn page_limit(query: &HashMap<String, String>) -> Result<usize, Error> {
-    let limit = query_number(query, "limit", DEFAULT_LOG_LIMIT as u64)?;
+    let limit = query::number(query, "limit", DEFAULT_LOG_LIMIT as u64)?;
     if limit == 0 || limit > MAX_LOG_LIMIT as u64 {
         return Err(Error::Invalid(format!(
             "limit {limit} is out of range; use 1 to {MAX_LOG_LIMIT}"
         )));
     }
     Ok(limit as usize)
-}
-
-pub(super) fn query_number(query: &Query, name: &str, default: u64) -> Result<u64, Error> {
-    query::number(query, name, default)
 }
 
 /// `GET /jobs/{id}/events?after_counter=N&limit=M`: ansible-runner events, oldest first.
@@ -268,7 +264,7 @@ pub async fn events(
 ) -> Response {
     let result = async {
         authorize(&state.store, auth.as_deref(), Role::Viewer).await?;
-        let after = query_number(&query, "after_counter", 0)?;
+        let after = query::number(&query, "after_counter", 0)?;
         let limit = page_limit(&query)?;
         let job = find(&state, &id).await?.job;
         let (events, has_more) = state.store.event_page(job.id, after, limit).await?;

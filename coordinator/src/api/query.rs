@@ -72,6 +72,11 @@ pub fn status(query: &Query) -> Result<Option<JobStatus>, Error> {
         .transpose()
 }
 
+/// A numeric id from a path; anything else names nothing, so it is a 404.
+pub fn parse_id(kind: &'static str, raw: &str) -> Result<u64, Error> {
+    raw.parse().map_err(|_| Error::not_found(kind, raw))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

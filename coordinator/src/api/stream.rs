@@ -5,7 +5,8 @@
 
 use super::AppState;
 use super::auth::{Role, authorize_request};
-use super::jobs::{find, query_number};
+use super::jobs::find;
+use super::query;
 use super::reply::error_response;
 use super::views::LogLineView;
 use crate::error::Error;
@@ -34,7 +35,7 @@ pub async fn logs(
             Some(raw) => raw.trim().parse::<u64>().map_err(|_| {
                 Error::BadRequest(format!("Last-Event-ID '{raw}' is not a line number"))
             })?,
-            None => query_number(&query, "after_line", 0)?,
+            None => query::number(&query, "after_line", 0)?,
         };
         let job = find(&state, &id).await?.job;
         Ok::<_, Error>((job.id, after_line))

@@ -4,7 +4,7 @@ use super::AppState;
 use super::admin_views::TicketView;
 use super::auth::authorize;
 use super::list_views::PageView;
-use super::query::{self, Query};
+use super::query::{self, Query, parse_id};
 use super::reply::respond;
 use crate::error::Error;
 use crate::store::Role;
@@ -34,9 +34,4 @@ pub async fn get(state: AppState, id: String, auth: Option<String>) -> Response 
     }
     .await;
     respond(StatusCode::OK, result)
-}
-
-/// A numeric id from a path; anything else names nothing, so it is a 404.
-pub fn parse_id(kind: &'static str, raw: &str) -> Result<u64, Error> {
-    raw.parse().map_err(|_| Error::not_found(kind, raw))
 }
