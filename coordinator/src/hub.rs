@@ -5,6 +5,7 @@
 //! ingestion nothing. Status changes of all jobs also go out on one broadcast channel.
 
 use crate::store::JobProgress;
+use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use drover_shared::JobStatus;
 use serde::Serialize;
@@ -22,6 +23,10 @@ pub struct StatusEvent {
     pub status: JobStatus,
     pub exit_code: Option<i32>,
     pub total_lines: u64,
+    pub playbook_id: u64,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
 }
 
 impl From<&JobProgress> for StatusEvent {
@@ -32,6 +37,10 @@ impl From<&JobProgress> for StatusEvent {
             status: p.status,
             exit_code: p.exit_code,
             total_lines: p.total_lines,
+            playbook_id: p.playbook_id,
+            created_at: p.created_at,
+            started_at: p.started_at,
+            completed_at: p.completed_at,
         }
     }
 }
@@ -96,6 +105,10 @@ mod tests {
             exit_code: None,
             total_lines: 3,
             status_changed,
+            playbook_id: 1,
+            created_at: Utc::now(),
+            started_at: None,
+            completed_at: None,
         }
     }
 

@@ -99,11 +99,12 @@ async fn consume(state: &AppState) -> Result<(), String> {
         let Some(last) = messages.last() else {
             continue;
         };
-        let through = last
+        let info = last
             .info()
-            .map_err(|e| format!("a message without stream info: {e}"))?
-            .stream_sequence;
+            .map_err(|e| format!("a message without stream info: {e}"))?;
+        let (through, published) = (info.stream_sequence, info.published);
         let decoded: Vec<Ingest> = messages.iter().filter_map(decode).collect();
+        let lines: Vec<u64> = decoded.iter().map(Ingest::line_count).collect();
         Counters::add(
             &counters.ingest_malformed,
             (messages.len() - decoded.len()) as u64,
@@ -117,9 +118,13 @@ async fn consume(state: &AppState) -> Result<(), String> {
         for job in ingested.stop_agents {
             crate::cancel::send(client, job, "the coordinator").await;
         }
-        for outcome in ingested.outcomes {
+        let mut lines_applied = 0;
+        for (outcome, lines) in ingested.outcomes.into_iter().zip(lines) {
             match outcome {
-                IngestOutcome::Applied => Counters::add(&counters.ingest_applied, 1),
+                IngestOutcome::Applied => {
+                    Counters::add(&counters.ingest_applied, 1);
+                    lines_applied += lines;
+                }
                 IngestOutcome::Duplicate => Counters::add(&counters.ingest_duplicates, 1),
                 IngestOutcome::Rejected(reason) => {
                     Counters::add(&counters.ingest_rejected, 1);
@@ -127,8 +132,18 @@ async fn consume(state: &AppState) -> Result<(), String> {
                 }
             }
         }
+        state
+            .monitor
+            .metrics
+            .lines_ingested(lines_applied, age_secs(published));
     }
     Err("the jobs stream's consumer ended".to_owned())
+}
+
+/// How long ago a message reached the stream.
+fn age_secs(published: time::OffsetDateTime) -> f64 {
+    let now = time::OffsetDateTime::now_utc();
+    (now - published).as_seconds_f64().max(0.0)
 }
 
 /// Decodes one message by its subject; logs and drops what cannot be read.

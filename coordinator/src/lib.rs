@@ -7,9 +7,11 @@
 //! batches, events and status changes, which [`ingest`] reads from the `DROVER_JOBS`
 //! stream, stores, and acknowledges only after the commit; then the [`hub`] wakes live
 //! watchers, which [`follow`] a job by reading the store (SSE, WebSocket). Readers see
-//! the store through snapshots and never wait for the writer.
+//! the store through snapshots and never wait for the writer. The [`monitor`] counts
+//! jobs for `/metrics` ([`metrics`]) and evaluates the built-in [`alerts`].
 
 pub mod agents;
+pub mod alerts;
 pub mod api;
 pub mod bus;
 pub mod cancel;
@@ -20,6 +22,8 @@ pub mod error;
 pub mod follow;
 pub mod hub;
 pub mod ingest;
+pub mod metrics;
+pub mod monitor;
 pub mod password;
 pub mod playbook_yaml;
 pub mod redact;
@@ -59,6 +63,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
             config.agent_lease_secs,
         ))),
         counters: Arc::default(),
+        monitor: Arc::new(monitor::Monitor::new(
+            config.thresholds(),
+            Duration::from_secs(config.monitor_interval_secs),
+        )),
     };
     let republished = dispatch::republish_pending(&store, &js).await?;
     if republished > 0 {
@@ -79,6 +87,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
         shutdown.clone(),
     ));
     tokio::spawn(agents::reap_loop(state.clone(), shutdown.clone()));
+    tokio::spawn(monitor::record_jobs(state.clone(), shutdown.clone()));
+    tokio::spawn(monitor::rounds(state.clone(), shutdown.clone()));
     tokio::spawn(cancel::resend_loop(
         client.clone(),
         store.clone(),

@@ -10,6 +10,7 @@
 //! | `drover.jobs.<uuid>.status` | agent → all | [`StatusChange`] |
 //! | `drover.jobs.<uuid>.cancel` | coordinator → agent | [`CancelRequest`] |
 //! | `drover.agents.<agent_id>.heartbeat` | agent → coordinator | [`Heartbeat`] |
+//! | `drover.alerts.<kind>` | coordinator → all | [`AlertMessage`] (fired and resolved) |
 
 use crate::domain::{Connection, JobStatus, LogLevel};
 use chrono::{DateTime, Utc};
@@ -56,6 +57,13 @@ pub fn cancel_subject(job: Uuid) -> String {
 
 pub fn heartbeat_subject(agent_id: &str) -> String {
     format!("drover.agents.{agent_id}.heartbeat")
+}
+
+/// Every built-in alert, fired or resolved.
+pub const ALERT_SUBJECTS: &str = "drover.alerts.*";
+
+pub fn alert_subject(kind: AlertKind) -> String {
+    format!("drover.alerts.{}", kind.as_str())
 }
 
 /// Name of the durable pull consumer shared by all agents of a pool.
@@ -297,10 +305,92 @@ impl Message for Heartbeat {
     const KIND: &'static str = "Heartbeat";
 }
 
+/// The conditions the coordinator watches (the spec's "Alert Conditions").
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// Too many of the recently submitted jobs failed.
+    FailureRate,
+    /// A job has run longer than its playbook usually takes.
+    LongRunning,
+    /// One playbook failed several times in a row.
+    ConsecutiveFailures,
+    /// A pool that has servers has no live agent.
+    NoAgent,
+    /// A pool's pending jobs keep growing.
+    QueueBacklog,
+}
+
+impl AlertKind {
+    pub const ALL: [AlertKind; 5] = [
+        AlertKind::FailureRate,
+        AlertKind::LongRunning,
+        AlertKind::ConsecutiveFailures,
+        AlertKind::NoAgent,
+        AlertKind::QueueBacklog,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::FailureRate => "failure_rate",
+            AlertKind::LongRunning => "long_running",
+            AlertKind::ConsecutiveFailures => "consecutive_failures",
+            AlertKind::NoAgent => "no_agent",
+            AlertKind::QueueBacklog => "queue_backlog",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    Firing,
+    Resolved,
+}
+
+/// An alert as it fires or resolves, on `drover.alerts.<kind>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AlertMessage {
+    pub kind: AlertKind,
+    /// What it is about: a pool, a playbook, a job uuid; empty for the whole fleet.
+    pub subject: String,
+    pub state: AlertState,
+    pub message: String,
+    /// The measured value and the threshold it crossed.
+    pub value: f64,
+    pub threshold: f64,
+    #[schema(value_type = String, format = DateTime)]
+    pub since: DateTime<Utc>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+impl Message for AlertMessage {
+    const KIND: &'static str = "AlertMessage";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::fmt::Debug;
+
+    #[test]
+    fn alert_message_round_trips_on_its_kind_subject() {
+        let alert = AlertMessage {
+            kind: AlertKind::NoAgent,
+            subject: "edge-1".into(),
+            state: AlertState::Firing,
+            message: "no agent in pool 'edge-1'".into(),
+            value: 0.0,
+            threshold: 1.0,
+            since: now(),
+            resolved_at: None,
+        };
+        round_trip(alert.clone());
+        assert_eq!(alert_subject(alert.kind), "drover.alerts.no_agent");
+    }
 
     fn round_trip<T: Message + PartialEq + Debug>(message: T) {
         let bytes = message.encode().expect("encodes");

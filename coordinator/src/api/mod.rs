@@ -11,6 +11,7 @@ mod catalog;
 mod job_actions;
 mod jobs;
 mod list_views;
+mod monitoring;
 pub mod openapi;
 mod query;
 mod reply;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub agents: Arc<crate::agents::Registry>,
     /// What was refused or repeated, for `GET /healthz`.
     pub counters: Arc<crate::telemetry::Counters>,
+    /// Metrics and built-in alerts: `GET /metrics`, `GET /alerts`.
+    pub monitor: Arc<crate::monitor::Monitor>,
 }
 
 pub fn routes(
@@ -110,6 +113,15 @@ fn jobs_routes(state: AppState) -> Route {
     let openapi = warp::path!("openapi.json")
         .and(warp::get())
         .map(|| json(StatusCode::OK, &openapi::document()));
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(s())
+        .map(monitoring::metrics);
+    let alerts = warp::path!("alerts")
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .then(monitoring::alerts);
     let create = warp::path!("jobs")
         .and(warp::post())
         .and(s())
@@ -181,6 +193,10 @@ fn jobs_routes(state: AppState) -> Route {
         .then(ws::upgrade);
     healthz
         .or(openapi)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(alerts)
         .unify()
         .or(create)
         .unify()

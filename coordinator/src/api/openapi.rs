@@ -8,6 +8,7 @@ use super::agents::AgentsView;
 use super::catalog::{CreatePlaybook, CreateServer, Deleted};
 use super::job_actions::{CancelView, CreateTicket};
 use super::jobs::CreateJob;
+use super::monitoring::AlertsView;
 use super::list_views::{JobSummaryView, PageView, Pagination, StatisticsView};
 use super::reply::ErrorBody;
 use super::users::{CreateUser, Login};
@@ -90,6 +91,26 @@ const OPERATIONS: &[Operation] = &[
         &[],
         None,
         (200, "Document"),
+        &[],
+    ),
+    op(
+        Get,
+        "/metrics",
+        "Prometheus metrics (OpenMetrics text)",
+        None,
+        &[],
+        None,
+        (200, "Metrics"),
+        &[],
+    ),
+    op(
+        Get,
+        "/alerts",
+        "Built-in alerts: firing, and resolved lately",
+        Some("viewer"),
+        &[],
+        None,
+        (200, "AlertsView"),
         &[],
     ),
     op(
@@ -485,6 +506,7 @@ pub fn document() -> OpenApi {
         .register::<RevokedView>()
         .register::<AuditView>()
         .register::<AgentsView>()
+        .register::<AlertsView>()
         .register::<Pagination>()
         .page::<JobSummaryView>("JobPage")
         .page::<PlaybookView>("PlaybookPage")
@@ -496,6 +518,10 @@ pub fn document() -> OpenApi {
         .schema("Document", object())
         .schema(
             "EventStream",
+            ObjectBuilder::new().schema_type(Type::String).build(),
+        )
+        .schema(
+            "Metrics",
             ObjectBuilder::new().schema_type(Type::String).build(),
         )
         .schema("Upgrade", object())
@@ -658,6 +684,7 @@ fn build(operation: &Operation) -> utoipa::openapi::path::Operation {
 fn content_type(schema: &str) -> &'static str {
     match schema {
         "EventStream" => "text/event-stream",
+        "Metrics" => crate::metrics::CONTENT_TYPE,
         _ => "application/json",
     }
 }

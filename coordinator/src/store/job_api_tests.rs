@@ -675,3 +675,65 @@ async fn one_job_at_a_time_per_server_in_submission_order() {
     let next = new_job(server, alone.id).await.expect("job").0;
     assert!(!next.held, "the server is free again");
 }
+
+#[tokio::test]
+async fn the_monitor_sees_streaks_queues_and_the_window() {
+    let f = fixture().await;
+    // playbook 0: success, failed, failed (2 s, 4 s, 6 s); playbook 1: failed, success,
+    // failed, cancelled while pending, failed, failed. Then one pending and one running.
+    for (status, seconds) in [
+        (JobStatus::Success, 2),
+        (JobStatus::Failed, 4),
+        (JobStatus::Failed, 6),
+    ] {
+        let job = f.job(0, 0, 1).await;
+        f.finish(&job, status, seconds).await;
+    }
+    for status in [JobStatus::Failed, JobStatus::Success, JobStatus::Failed] {
+        let job = f.job(1, 0, 1).await;
+        f.finish(&job, status, 1).await;
+    }
+    let cancelled = f.job(1, 0, 1).await;
+    f.store
+        .cancel_job(cancelled.id, "admin".into(), audit("cancel"))
+        .await
+        .expect("cancels");
+    for _ in 0..2 {
+        let job = f.job(1, 0, 1).await;
+        f.finish(&job, JobStatus::Failed, 1).await;
+    }
+    f.job(0, 0, 1).await;
+    let running = f.job(0, 1, 1).await;
+    f.finish(&running, JobStatus::Running, 30).await;
+
+    let seen = f
+        .store
+        .observe(Utc::now() - chrono::Duration::hours(1))
+        .await
+        .expect("observes");
+    let streaks: Vec<(&str, u64, Option<f64>)> = seen
+        .playbooks
+        .iter()
+        .map(|p| (p.name.as_str(), p.consecutive_failures, p.mean_duration_secs))
+        .collect();
+    assert_eq!(
+        streaks,
+        vec![("playbook-0", 2, Some(4.0)), ("playbook-1", 3, Some(1.0))]
+    );
+    assert_eq!(seen.pending_by_pool, [("default".to_string(), 1)].into());
+    assert_eq!(seen.running.len(), 1);
+    assert_eq!(seen.running[0].id, running.id);
+    assert_eq!(seen.running[0].playbook, "playbook-0");
+    assert_eq!(seen.running[0].pool, "default");
+    assert_eq!((seen.window_finished, seen.window_failed), (9, 6));
+    let count = |s: JobStatus| seen.jobs_by_status.iter().find(|(x, _)| *x == s).map(|(_, n)| *n);
+    assert_eq!(count(JobStatus::Failed), Some(6));
+    assert_eq!(count(JobStatus::Pending), Some(1));
+
+    let later = f
+        .store
+        .observe(Utc::now() + chrono::Duration::hours(1))
+        .await
+        .expect("observes");
+    assert_eq!((later.window_finished, later.window_failed), (0, 0));
+}

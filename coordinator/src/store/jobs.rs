@@ -12,7 +12,7 @@ use super::tables::{
     decode, encode, next_id, take_ids,
 };
 use crate::error::Error;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use drover_shared::JobStatus;
 use drover_shared::protocol::{ClaimReply, EventBatch, JobEvent, LogBatch, StatusChange};
 use redb::{ReadableTable, WriteTransaction};
@@ -67,6 +67,11 @@ pub struct JobProgress {
     pub total_lines: u64,
     /// The status differs from the one before the commit.
     pub status_changed: bool,
+    /// For metrics: which playbook, and the times dispatch latency and run time come from.
+    pub playbook_id: u64,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
 }
 
 impl JobProgress {
@@ -78,6 +83,10 @@ impl JobProgress {
             exit_code: job.exit_code,
             total_lines: job.total_lines,
             status_changed,
+            playbook_id: job.playbook_id,
+            created_at: job.created_at,
+            started_at: job.started_at,
+            completed_at: job.completed_at,
         }
     }
 }
@@ -553,6 +562,14 @@ impl Ingest {
             Ingest::Logs(batch) => batch.job_uuid,
             Ingest::Events(batch) => batch.job_uuid,
             Ingest::Status(change) => change.job_uuid,
+        }
+    }
+
+    /// Log lines the message carries.
+    pub fn line_count(&self) -> u64 {
+        match self {
+            Ingest::Logs(batch) => batch.lines.len() as u64,
+            _ => 0,
         }
     }
 }

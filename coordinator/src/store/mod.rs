@@ -12,6 +12,7 @@ mod job_index;
 mod job_list;
 mod jobs;
 mod leases;
+mod monitor;
 mod records;
 mod server_queue;
 mod tables;
@@ -26,6 +27,7 @@ pub use jobs::{
     Ingest, IngestOutcome, Ingested, JobDetail, JobFilter, JobProgress, LogPage, NewJob,
 };
 pub use leases::Reaped;
+pub use monitor::{PlaybookHealth, RunningJob, StoreObservation};
 pub use records::{
     AuditRecord, FailureSummary, JobRecord, LogRecord, PlaybookRecord, Priority, Role,
     ServerRecord, TicketRecord, TokenRecord, UserRecord,
