@@ -381,7 +381,10 @@ mod tests {
         assert_eq!(long, vec![301.0, 61.0, 61.0]);
         assert!(found.iter().all(|c| c.kind == AlertKind::LongRunning));
         assert_eq!(found[0].threshold, 300.0);
-        assert_eq!(found[1].threshold, 60.0, "3 s expected, but the floor is 60 s");
+        assert_eq!(
+            found[1].threshold, 60.0,
+            "3 s expected, but the floor is 60 s"
+        );
     }
 
     #[test]
@@ -455,7 +458,10 @@ mod tests {
         let fired = alerts.apply(at(0), vec![condition(0.0)]);
         assert_eq!(fired.len(), 1);
         assert_eq!(fired[0].state, AlertState::Firing);
-        assert!(alerts.apply(at(10), vec![condition(0.0)]).is_empty(), "still firing");
+        assert!(
+            alerts.apply(at(10), vec![condition(0.0)]).is_empty(),
+            "still firing"
+        );
         assert_eq!(alerts.firing()[0].since, at(0));
         assert_eq!(alerts.firing_by_kind()[&AlertKind::NoAgent], 1);
         let resolved = alerts.apply(at(20), vec![]);

@@ -242,14 +242,20 @@ impl Metrics {
         replace(&self.jobs, &gauges.jobs_by_status, |status| StatusLabel {
             status,
         });
-        replace(&self.pending, &gauges.pending_by_pool, |pool| PoolLabel { pool });
-        replace(&self.running, &gauges.running_by_pool, |pool| PoolLabel { pool });
+        replace(&self.pending, &gauges.pending_by_pool, |pool| PoolLabel {
+            pool,
+        });
+        replace(&self.running, &gauges.running_by_pool, |pool| PoolLabel {
+            pool,
+        });
         replace(&self.longest_running, &gauges.longest_running, |playbook| {
             PlaybookLabel { playbook }
         });
-        replace(&self.expected_duration, &gauges.expected_duration, |playbook| {
-            PlaybookLabel { playbook }
-        });
+        replace(
+            &self.expected_duration,
+            &gauges.expected_duration,
+            |playbook| PlaybookLabel { playbook },
+        );
         replace(
             &self.consecutive_failures,
             &gauges.consecutive_failures,
@@ -267,8 +273,8 @@ impl Metrics {
             replace(family, &values, |pool| PoolLabel { pool });
         }
         self.nats_connected.set(i64::from(gauges.nats_connected));
-        replace(&self.alerts_firing, &gauges.alerts_firing, |kind| KindLabel {
-            kind,
+        replace(&self.alerts_firing, &gauges.alerts_firing, |kind| {
+            KindLabel { kind }
         });
     }
 
@@ -348,9 +354,14 @@ mod tests {
             NATS_CONNECTED,
             ALERTS_FIRING,
         ] {
-            assert!(text.contains(&format!("\n{name}{{")) || text.contains(&format!("\n{name} ")), "{name} missing from:\n{text}");
+            assert!(
+                text.contains(&format!("\n{name}{{")) || text.contains(&format!("\n{name} ")),
+                "{name} missing from:\n{text}"
+            );
         }
-        assert!(text.contains("drover_jobs_finished_total{playbook=\"deploy\",status=\"success\"} 1"));
+        assert!(
+            text.contains("drover_jobs_finished_total{playbook=\"deploy\",status=\"success\"} 1")
+        );
         assert!(text.contains("drover_job_duration_seconds_count{playbook=\"deploy\"} 1"));
         assert!(text.contains("drover_dispatch_latency_seconds_count 1"));
         assert!(text.contains("drover_log_lines_ingested_total 10"));
@@ -366,7 +377,11 @@ mod tests {
             ..Gauges::default()
         };
         metrics.set(&gauges);
-        assert!(metrics.encode().contains("drover_pending_jobs{pool=\"edge-2\"} 1"));
+        assert!(
+            metrics
+                .encode()
+                .contains("drover_pending_jobs{pool=\"edge-2\"} 1")
+        );
         gauges.pending_by_pool = vec![("edge-1".into(), 6)];
         metrics.set(&gauges);
         let text = metrics.encode();

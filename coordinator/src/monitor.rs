@@ -128,8 +128,7 @@ pub async fn rounds(state: AppState, mut shutdown: Shutdown) {
                 .playbook_names
                 .insert(playbook.id, playbook.name.clone());
         }
-        let connected =
-            state.client.connection_state() == async_nats::connection::State::Connected;
+        let connected = state.client.connection_state() == async_nats::connection::State::Connected;
         let observation = Observation {
             at,
             pools: pools(&state.agents, store.pending_by_pool.keys()),

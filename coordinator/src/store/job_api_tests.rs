@@ -714,7 +714,13 @@ async fn the_monitor_sees_streaks_queues_and_the_window() {
     let streaks: Vec<(&str, u64, Option<f64>)> = seen
         .playbooks
         .iter()
-        .map(|p| (p.name.as_str(), p.consecutive_failures, p.mean_duration_secs))
+        .map(|p| {
+            (
+                p.name.as_str(),
+                p.consecutive_failures,
+                p.mean_duration_secs,
+            )
+        })
         .collect();
     assert_eq!(
         streaks,
@@ -726,7 +732,12 @@ async fn the_monitor_sees_streaks_queues_and_the_window() {
     assert_eq!(seen.running[0].playbook, "playbook-0");
     assert_eq!(seen.running[0].pool, "default");
     assert_eq!((seen.window_finished, seen.window_failed), (9, 6));
-    let count = |s: JobStatus| seen.jobs_by_status.iter().find(|(x, _)| *x == s).map(|(_, n)| *n);
+    let count = |s: JobStatus| {
+        seen.jobs_by_status
+            .iter()
+            .find(|(x, _)| *x == s)
+            .map(|(_, n)| *n)
+    };
     assert_eq!(count(JobStatus::Failed), Some(6));
     assert_eq!(count(JobStatus::Pending), Some(1));
 

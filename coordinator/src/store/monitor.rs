@@ -95,7 +95,8 @@ impl Store {
                     id: playbook.id,
                     name: playbook.name.clone(),
                     consecutive_failures,
-                    mean_duration_secs: (timed > 0).then(|| total_ms as f64 / timed as f64 / 1000.0),
+                    mean_duration_secs: (timed > 0)
+                        .then(|| total_ms as f64 / timed as f64 / 1000.0),
                 });
                 names.insert(playbook.id, playbook.name);
             }
