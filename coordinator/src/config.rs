@@ -128,7 +128,7 @@ impl Config {
                 self.alert_failure_rate
             ));
         }
-        if !(self.alert_long_running_factor >= 1.0) {
+        if self.alert_long_running_factor.is_nan() || self.alert_long_running_factor < 1.0 {
             return Err(format!(
                 "--alert-long-running-factor {} is below 1; use e.g. 3",
                 self.alert_long_running_factor
