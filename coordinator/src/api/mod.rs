@@ -11,11 +11,14 @@ mod catalog;
 mod job_actions;
 mod jobs;
 mod list_views;
+mod log_filter;
 pub mod openapi;
 mod query;
 mod reply;
 mod stream;
 mod tickets;
+mod timeline;
+mod ui;
 mod users;
 mod views;
 mod ws;
@@ -60,6 +63,8 @@ pub fn routes(
         .or(catalog_routes(state.clone()))
         .unify()
         .or(people_routes(state))
+        .unify()
+        .or(ui::routes())
         .unify()
         .recover(recover)
         .unify()
@@ -128,6 +133,12 @@ fn jobs_routes(state: AppState) -> Route {
         .and(auth())
         .and(query())
         .then(jobs::statistics);
+    let timeline = warp::path!("jobs" / "timeline")
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .and(query())
+        .then(timeline::get);
     let get = warp::path!("jobs" / String)
         .and(warp::get())
         .and(s())
@@ -187,6 +198,8 @@ fn jobs_routes(state: AppState) -> Route {
         .or(list)
         .unify()
         .or(statistics)
+        .unify()
+        .or(timeline)
         .unify()
         .or(get)
         .unify()

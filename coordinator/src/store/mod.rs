@@ -12,9 +12,11 @@ mod job_index;
 mod job_list;
 mod jobs;
 mod leases;
+mod log_search;
 mod records;
 mod server_queue;
 mod tables;
+mod timeline;
 mod users;
 mod writer;
 
@@ -26,10 +28,12 @@ pub use jobs::{
     Ingest, IngestOutcome, Ingested, JobDetail, JobFilter, JobProgress, LogPage, NewJob,
 };
 pub use leases::Reaped;
+pub use log_search::{LogFilter, LogMatches};
 pub use records::{
     AuditRecord, FailureSummary, JobRecord, LogRecord, PlaybookRecord, Priority, Role,
     ServerRecord, TicketRecord, TokenRecord, UserRecord,
 };
+pub use timeline::HourBucket;
 pub use users::NewUser;
 
 use crate::error::Error;
