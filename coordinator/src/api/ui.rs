@@ -3,7 +3,11 @@
 //! redirects to `/ui/`; every other path under `/ui/` is an asset or a 404. File names
 //! carry no content hash, so browsers revalidate each time (`no-cache`) and get a 304
 //! for an unchanged asset by its ETag.
+//!
+//! For work on the UI, `DROVER_UI_DIR=dashboards/ui` makes the coordinator read the same
+//! files from that directory at each request instead, so an edit needs no rebuild.
 
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 use warp::Filter;
@@ -99,6 +103,13 @@ fn etags() -> &'static [String] {
     })
 }
 
+/// `DROVER_UI_DIR`, read once: where to read the UI's files from instead of the binary.
+fn ui_dir() -> Option<&'static std::path::Path> {
+    static DIR: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    DIR.get_or_init(|| std::env::var_os("DROVER_UI_DIR").map(Into::into))
+        .as_deref()
+}
+
 fn serve(path: &str, if_none_match: Option<&str>) -> Response {
     let Some(index) = ASSETS.iter().position(|a| a.path == path) else {
         return HttpResponse::builder()
@@ -109,7 +120,16 @@ fn serve(path: &str, if_none_match: Option<&str>) -> Response {
             .map_or_else(|_| Response::default(), |r| r.map(Into::into));
     };
     let asset = &ASSETS[index];
-    let etag = &etags()[index];
+    // Only names from the table reach the file system.
+    let (body, etag): (Bytes, String) = match ui_dir() {
+        Some(dir) => {
+            let body = std::fs::read(dir.join(asset.path)).unwrap_or_default();
+            let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..20]);
+            (body.into(), etag)
+        }
+        None => (Bytes::from_static(asset.body), etags()[index].clone()),
+    };
+    let etag = &etag;
     let unchanged = if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
     let builder = HttpResponse::builder()
         .header(header::ETAG, etag.as_str())
@@ -118,12 +138,12 @@ fn serve(path: &str, if_none_match: Option<&str>) -> Response {
         .header(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY)
         .header(header::REFERRER_POLICY, "no-referrer");
     let response = if unchanged {
-        builder.status(StatusCode::NOT_MODIFIED).body(&b""[..])
+        builder.status(StatusCode::NOT_MODIFIED).body(Bytes::new())
     } else {
         builder
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, asset.content_type)
-            .body(asset.body)
+            .body(body)
     };
     response.map_or_else(|_| Response::default(), |r| r.map(Into::into))
 }
@@ -147,31 +167,27 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn index_assets_redirects_and_revalidation() {
-        let filter = routes();
-        let root = warp::test::request().path("/").reply(&filter).await;
-        assert_eq!(root.status(), StatusCode::FOUND);
-        assert_eq!(root.headers()[header::LOCATION], "/ui/");
-        let index = warp::test::request().path("/ui/").reply(&filter).await;
+    #[test]
+    fn assets_by_path_and_revalidation() {
+        let index = serve("index.html", None);
         assert_eq!(index.status(), StatusCode::OK);
         assert_eq!(index.headers()[header::CONTENT_TYPE], HTML);
-        let script = warp::test::request()
-            .path("/ui/js/main.js")
-            .reply(&filter)
-            .await;
+        let script = serve("js/main.js", None);
         assert_eq!(script.headers()[header::CONTENT_TYPE], JS);
-        let etag = script.headers()[header::ETAG].to_str().expect("etag").to_owned();
-        let again = warp::test::request()
-            .path("/ui/js/main.js")
-            .header("if-none-match", &etag)
-            .reply(&filter)
-            .await;
-        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
-        let missing = warp::test::request()
-            .path("/ui/../Cargo.toml")
-            .reply(&filter)
-            .await;
-        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        assert_eq!(script.headers()[header::CACHE_CONTROL], "no-cache");
+        let etag = script.headers()[header::ETAG]
+            .to_str()
+            .expect("etag")
+            .to_owned();
+        assert_eq!(
+            serve("js/main.js", Some(&etag)).status(),
+            StatusCode::NOT_MODIFIED
+        );
+        assert_eq!(
+            serve("js/main.js", Some("\"stale\"")).status(),
+            StatusCode::OK
+        );
+        assert_eq!(serve("../Cargo.toml", None).status(), StatusCode::NOT_FOUND);
+        assert_eq!(redirect("/ui/").headers()[header::LOCATION], "/ui/");
     }
 }
