@@ -67,8 +67,8 @@ async function signIn(user, password) {
   await page.fill('#username', user);
   await page.fill('#password', password);
   await page.click('#sign-in');
-  await page.waitForSelector('#who-name:not(:empty)');
-  check((await page.textContent('#who-name')) === user, `signed in as ${user}`);
+  await page.waitForFunction((name) => !document.querySelector('#who').hidden
+    && document.querySelector('#who-name').textContent === name, user);
 }
 
 /** Highest line number of a loaded log row in the DOM. */

@@ -16,6 +16,7 @@ export function watchStatuses({ onStatus, onState = () => {}, poll }) {
   let pollTimer = null;
   let reconnectTimer = null;
   let stopped = false;
+  let wasLive = false;
 
   const startPolling = () => {
     if (!pollTimer && poll) pollTimer = setInterval(poll, POLL_MS);
@@ -42,8 +43,9 @@ export function watchStatuses({ onStatus, onState = () => {}, poll }) {
       if (message.type === 'subscribed') {
         stopPolling();
         onState(true);
-        // Changes made while the socket was down were missed: catch up once.
-        poll?.();
+        // Changes made while a former socket was down were missed: catch up once.
+        if (wasLive) poll?.();
+        wasLive = true;
       } else if (message.type === 'status') {
         onStatus(message);
       }

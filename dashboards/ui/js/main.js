@@ -20,10 +20,8 @@ function showWho() {
   const current = session();
   document.getElementById('nav').hidden = !current;
   document.getElementById('who').hidden = !current;
-  if (current) {
-    document.getElementById('who-name').textContent = current.user.username;
-    document.getElementById('who-role').textContent = current.user.role;
-  }
+  document.getElementById('who-name').textContent = current?.user.username ?? '';
+  document.getElementById('who-role').textContent = current?.user.role ?? '';
 }
 
 /** Every page but sign-in needs a session; sign-in returns to where the user was. */

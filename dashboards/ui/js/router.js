@@ -6,6 +6,8 @@ const routes = [];
 let cleanup = null;
 let root = null;
 let guard = null;
+/** Counts renders, so a page that finishes loading after the user left is cleaned up. */
+let generation = 0;
 
 export function route(pattern, page, name) {
   const keys = [];
@@ -48,8 +50,11 @@ async function render() {
       link.classList.toggle('active', link.dataset.nav === name);
     }
     root.replaceChildren();
+    const mine = ++generation;
     const result = await page(root, params);
-    cleanup = typeof result === 'function' ? result : null;
+    const done = typeof result === 'function' ? result : null;
+    if (mine === generation) cleanup = done;
+    else done?.();
     return;
   }
   location.hash = '#/jobs';

@@ -12,7 +12,7 @@ export async function agentsPage(root) {
   root.append(h('h1', {}, 'Agents'), body);
   const load = async () => {
     try {
-      body.replaceChildren(...render(await get('/agents')));
+      body.replaceChildren(...render(await get('/agents')).filter(Boolean));
     } catch (error) {
       body.replaceChildren(errorBox(error));
     }

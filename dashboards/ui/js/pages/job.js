@@ -49,12 +49,12 @@ export async function jobPage(root, { id }) {
         );
       }
     }
-    header.replaceChildren(
+    header.replaceChildren(...[
       h('h1', {}, `Job #${j.id}`),
       h('span', { id: 'job-status' }, statusBadge(j.status)),
       j.retry_of ? h('a', { href: `#/jobs/${j.retry_of}`, class: 'muted' }, `retry of #${j.retry_of}`) : null,
       actions,
-    );
+    ].filter(Boolean));
     const usage = j.resource_usage;
     const fact = (label, value, attrs = {}) => h('div', attrs, h('span', {}, label), value ?? '—');
     facts.replaceChildren(
