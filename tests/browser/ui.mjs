@@ -79,6 +79,7 @@ try {
   await page.goto(`${URL}/`);
   check(page.url().startsWith(`${URL}/ui/`), `/ redirects to /ui/ (at ${page.url()})`);
   await page.waitForSelector('#username');
+  check(await page.isHidden('#nav') && await page.isHidden('#sign-out'), 'no navigation before signing in');
   await shot('signin');
   await page.fill('#username', env('DROVER_OPERATOR'));
   await page.fill('#password', 'not-the-password');
@@ -118,6 +119,11 @@ try {
   await page.waitForSelector('#cancel-job', { state: 'detached' });
   await page.waitForSelector('#retry-job');
   log('cancelled by the operator; Retry and Create ticket are offered');
+  await page.click('#ticket-job');
+  await page.fill('dialog input[name=title]', 'Deploy cancelled on web-03');
+  await page.click('dialog button[value=create]');
+  await page.waitForSelector('text=/Ticket #\\d+ created/');
+  log('a ticket was created from the cancelled job');
 
   // 5. Jump to the first error of the failed job.
   await page.goto(`${URL}/ui/#/jobs/${FAILED}`);
@@ -126,8 +132,24 @@ try {
   await page.waitForSelector('.log-row.current.lvl-ERROR');
   log(`first error: line ${await page.getAttribute('.log-row.current', 'data-line')}: ${await page.textContent('.log-row.current .txt')}`);
   await page.waitForSelector('#host-recap');
+  await page.click('#retry-job');
+  await page.waitForFunction((id) => /^#\/jobs\/\d+$/.test(location.hash) && location.hash !== `#/jobs/${id}`, FAILED);
+  await page.waitForSelector('#job-status [data-status="failed"]');
+  log(`Retry made ${page.url().split('#')[1]}, which the page followed until it failed`);
 
-  // 6. Statistics and agents.
+  // 6. The job list follows statuses live: a job made behind its back shows up and
+  //    changes status without a reload by the user.
+  await page.click('a[data-nav="jobs"]');
+  await page.waitForFunction(() => document.querySelector('#live-state')?.textContent === 'live');
+  const retried = await page.evaluate(async (id) => {
+    const token = sessionStorage.getItem('drover.token');
+    const response = await fetch(`/jobs/${id}/retry`, { method: 'POST', headers: { Authorization: `Bearer ${token}` } });
+    return (await response.json()).id;
+  }, FAILED);
+  await page.waitForSelector(`#jobs-table tr[data-job="${retried}"] [data-status="failed"]`);
+  log(`the job list showed job ${retried} appear and fail, live`);
+
+  // 7. Statistics and agents.
   await page.click('a[data-nav="statistics"]');
   await page.waitForSelector('#chart-jobs-per-hour svg rect');
   await page.waitForSelector('#recent-failures');
@@ -138,7 +160,7 @@ try {
   await shot('agents');
   log('agents page lists the agent as up');
 
-  // 7. A 100,000-line job: time from navigation to the first log row on screen.
+  // 8. A 100,000-line job: time from navigation to the first log row on screen.
   await page.goto('about:blank');
   const navigated = Date.now();
   await page.goto(`${URL}/ui/#/jobs/${BIG}`);
@@ -170,7 +192,7 @@ try {
   log(`search: ${await page.textContent('#search-info')} at line ${await page.getAttribute('.log-row.current', 'data-line')}`);
   await shot('job-100k');
 
-  // 8. The viewer: signs in after the operator signs out, sees no Cancel button on a
+  // 9. The viewer: signs in after the operator signs out, sees no Cancel button on a
   //    running job and no Retry or Create ticket on a cancelled one.
   await page.click('#sign-out');
   await page.waitForSelector('#username');

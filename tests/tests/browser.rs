@@ -119,7 +119,10 @@ async fn big_job(stack: &Stack, server: u64) -> u64 {
     assert_eq!(done["status"], "success", "{done}");
     let overhead = done["total_lines"].as_u64().expect("total_lines") - 10;
     let playbook = stack
-        .playbook("hundred-thousand-lines", &lines_playbook(BIG_LINES - overhead))
+        .playbook(
+            "hundred-thousand-lines",
+            &lines_playbook(BIG_LINES - overhead),
+        )
         .await;
     id(&stack.submit(playbook, server, json!({})).await)
 }
@@ -150,13 +153,18 @@ async fn the_web_ui_in_chromium() {
     let big_done = stack.wait_finished(big, JOB_TIMEOUT).await;
     assert_eq!(big_done["status"], "success", "{big_done}");
     assert_eq!(big_done["total_lines"], BIG_LINES, "{big_done}");
-    assert_eq!(stack.wait_finished(failed, JOB_TIMEOUT).await["status"], "failed");
+    assert_eq!(
+        stack.wait_finished(failed, JOB_TIMEOUT).await["status"],
+        "failed"
+    );
     wait_running(&stack, running).await;
     wait_running(&stack, other_running).await;
 
     // The API behind "search" and "jump to first error", and the charts' timeline.
     let (status, found) = stack
-        .get(&format!("/jobs/{big}/logs?contains=DROVER-LINE-77777&limit=10"))
+        .get(&format!(
+            "/jobs/{big}/logs?contains=DROVER-LINE-77777&limit=10"
+        ))
         .await;
     assert_eq!(status, 200, "{found}");
     assert_eq!(found["returned_lines"], 1, "{found}");

@@ -61,9 +61,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
      form-action 'self'; frame-ancestors 'none'";
 
 pub fn routes() -> BoxedFilter<(Response,)> {
-    let root = warp::path::end()
-        .and(warp::get())
-        .map(|| redirect("/ui/"));
+    let root = warp::path::end().and(warp::get()).map(|| redirect("/ui/"));
     let assets = warp::path("ui")
         .and(warp::get())
         .and(warp::path::full())

@@ -343,8 +343,15 @@ async fn the_timeline_counts_jobs_per_hour() {
     let later = after + chrono::Duration::hours(3);
     let buckets = f.store.timeline(24, later).await.expect("timeline");
     assert_eq!(buckets.len(), 24);
-    assert!(buckets.windows(2).all(|w| w[1].hour - w[0].hour == chrono::Duration::hours(1)));
-    assert_eq!(buckets[23].hour.timestamp() / 3600, later.timestamp() / 3600);
+    assert!(
+        buckets
+            .windows(2)
+            .all(|w| w[1].hour - w[0].hour == chrono::Duration::hours(1))
+    );
+    assert_eq!(
+        buckets[23].hour.timestamp() / 3600,
+        later.timestamp() / 3600
+    );
     let sum = |field: fn(&HourBucket) -> u64| buckets.iter().map(field).sum::<u64>();
     assert_eq!(sum(|b| b.created), 6);
     assert_eq!(sum(|b| b.success), 2);

@@ -109,13 +109,20 @@ mod tests {
 
     #[test]
     fn level_and_text_both_filter() {
-        let fatal = line("fatal: [web-01]: FAILED! => Service not found", LogLevel::Error);
+        let fatal = line(
+            "fatal: [web-01]: FAILED! => Service not found",
+            LogLevel::Error,
+        );
         assert!(matches(&fatal, Some(LogLevel::Error), None));
         assert!(matches(&fatal, None, Some("service not")));
         assert!(matches(&fatal, Some(LogLevel::Error), Some("web-01")));
         assert!(!matches(&fatal, Some(LogLevel::Info), Some("web-01")));
         assert!(!matches(&fatal, None, Some("nginx")));
-        assert!(matches(&line("Ünïcode Ärger", LogLevel::Info), None, Some("ärger")));
+        assert!(matches(
+            &line("Ünïcode Ärger", LogLevel::Info),
+            None,
+            Some("ärger")
+        ));
         assert!(matches(&line("short", LogLevel::Info), None, Some("")));
         assert!(!matches(&line("ab", LogLevel::Info), None, Some("abc")));
     }

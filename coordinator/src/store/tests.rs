@@ -355,18 +355,30 @@ async fn log_matches_filter_by_level_and_text_and_page() {
         .log_matches(job.id, 100, 50, errors)
         .await
         .expect("matches");
-    assert_eq!(numbers(&rest), (2..=10).map(|n| n * 100).collect::<Vec<_>>());
+    assert_eq!(
+        numbers(&rest),
+        (2..=10).map(|n| n * 100).collect::<Vec<_>>()
+    );
     assert!(!rest.has_more, "the scan reached the end");
     let text = LogFilter {
         level: None,
         contains: Some("WEB-55".into()),
     };
-    let found = store.log_matches(job.id, 0, 100, text).await.expect("matches");
-    assert_eq!(numbers(&found), vec![55, 550, 551, 552, 553, 554, 555, 556, 557, 558, 559]);
+    let found = store
+        .log_matches(job.id, 0, 100, text)
+        .await
+        .expect("matches");
+    assert_eq!(
+        numbers(&found),
+        vec![55, 550, 551, 552, 553, 554, 555, 556, 557, 558, 559]
+    );
     let both = LogFilter {
         level: Some(LogLevel::Info),
         contains: Some("web-50".into()),
     };
-    let found = store.log_matches(job.id, 0, 100, both).await.expect("matches");
+    let found = store
+        .log_matches(job.id, 0, 100, both)
+        .await
+        .expect("matches");
     assert!(numbers(&found).iter().all(|n| n % 100 != 0) && numbers(&found).contains(&501));
 }

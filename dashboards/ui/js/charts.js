@@ -18,21 +18,20 @@ function svg(tag, attributes = {}, ...children) {
 /** Colours of app.css's status variables, for SVG fills. */
 const COLOURS = { success: '#16a34a', failed: '#dc2626', cancelled: '#d97706', other: '#9ca3af', line: '#2563eb' };
 
-function frame(max, unit, buckets) {
+function frame({ max, step }, unit, buckets) {
   const plotW = WIDTH - PAD.left - PAD.right;
   const plotH = HEIGHT - PAD.top - PAD.bottom;
   const root = svg('svg', { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: 'img' });
-  const ticks = 4;
-  for (let i = 0; i <= ticks; i++) {
-    const y = PAD.top + plotH - (plotH * i) / ticks;
+  for (let value = 0; value <= max + step / 2; value += step) {
+    const y = PAD.top + plotH - (plotH * value) / max;
     root.append(
-      svg('line', { x1: PAD.left, x2: WIDTH - PAD.right, y1: y, y2: y, class: 'axis', 'stroke-dasharray': i ? '2 3' : '' }),
-      svg('text', { x: PAD.left - 6, y: y + 3, 'text-anchor': 'end' }, formatTick((max * i) / ticks, unit)),
+      svg('line', { x1: PAD.left, x2: WIDTH - PAD.right, y1: y, y2: y, class: 'axis', 'stroke-dasharray': value ? '2 3' : '' }),
+      svg('text', { x: PAD.left - 6, y: y + 3, 'text-anchor': 'end' }, formatTick(value, unit)),
     );
   }
-  const step = Math.max(1, Math.ceil(buckets.length / 8));
+  const labelEvery = Math.max(1, Math.ceil(buckets.length / 8));
   buckets.forEach((bucket, i) => {
-    if (i % step) return;
+    if (i % labelEvery) return;
     const x = PAD.left + (plotW * (i + 0.5)) / buckets.length;
     const hour = new Date(`${bucket.hour}Z`);
     root.append(svg('text', { x, y: HEIGHT - 8, 'text-anchor': 'middle' },
@@ -42,20 +41,27 @@ function frame(max, unit, buckets) {
 }
 
 function formatTick(value, unit) {
-  if (unit === 's') return value >= 100 ? `${Math.round(value)}s` : `${value.toFixed(1)}s`;
-  return Number.isInteger(value) ? String(value) : value.toFixed(1);
+  const text = Number.isInteger(value) ? String(value) : String(Number(value.toFixed(2)));
+  return unit === 's' ? `${text}s` : text;
 }
 
-/** A nice upper bound for an axis. */
-function niceMax(value) {
-  if (value <= 0) return 1;
-  const magnitude = 10 ** Math.floor(Math.log10(value));
-  return [1, 2, 2.5, 5, 10].map((m) => m * magnitude).find((m) => m >= value);
+/**
+ * An axis from 0 to at least `value` in at most five round steps (1, 2 or 5 times a
+ * power of ten); counts (`whole`) never get fractional steps.
+ */
+function niceScale(value, whole) {
+  if (!(value > 0)) return { max: 1, step: whole ? 1 : 0.5 };
+  const rough = Math.max(value, whole ? 1 : 0.1) / 4;
+  const magnitude = 10 ** Math.floor(Math.log10(rough));
+  let step = [1, 2, 5, 10].map((m) => m * magnitude).find((m) => m >= rough);
+  if (whole) step = Math.max(1, Math.round(step));
+  return { max: step * Math.max(1, Math.ceil(value / step)), step };
 }
 
 export function jobsPerHourChart(buckets) {
-  const max = niceMax(Math.max(...buckets.map((b) => Math.max(b.total, b.success + b.failed + b.cancelled))));
-  const { root, plotW, plotH } = frame(max, '', buckets);
+  const scale = niceScale(Math.max(...buckets.map((b) => Math.max(b.total, b.success + b.failed + b.cancelled))), true);
+  const { max } = scale;
+  const { root, plotW, plotH } = frame(scale, '', buckets);
   const slot = plotW / buckets.length;
   const barW = Math.max(2, slot * 0.7);
   buckets.forEach((bucket, i) => {
@@ -85,8 +91,9 @@ export function jobsPerHourChart(buckets) {
 
 export function durationChart(buckets) {
   const values = buckets.map((b) => b.avg_duration_seconds);
-  const max = niceMax(Math.max(0, ...values.filter((v) => v !== null)));
-  const { root, plotW, plotH } = frame(max, 's', buckets);
+  const scale = niceScale(Math.max(0, ...values.filter((v) => v !== null)), false);
+  const { max } = scale;
+  const { root, plotW, plotH } = frame(scale, 's', buckets);
   const slot = plotW / buckets.length;
   const points = [];
   values.forEach((value, i) => {
