@@ -382,3 +382,54 @@ async fn log_matches_filter_by_level_and_text_and_page() {
         .expect("matches");
     assert!(numbers(&found).iter().all(|n| n % 100 != 0) && numbers(&found).contains(&501));
 }
+
+/// What the hourly timeline counters add to a job's writes: 20,000 jobs created, started
+/// and finished through `put_job` in one transaction (no fsync), against the counters'
+/// share of that alone. Run with `--ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn timeline_counters_cost_beside_put_job() {
+    use super::job_index::put_job;
+    use std::time::Instant;
+    const JOBS: u64 = 20_000;
+    let (_dir, store, template) = store_with_job().await;
+    let db = store.db.clone();
+    tokio::task::spawn_blocking(move || {
+        let tx = db.begin_write().expect("write");
+        let now = Utc::now();
+        let mut jobs: Vec<JobRecord> = (0..JOBS)
+            .map(|i| {
+                let mut job = template.clone();
+                job.id = 1_000_000 + i;
+                job.uuid = Uuid::new_v4();
+                job
+            })
+            .collect();
+        let started = Instant::now();
+        for job in &mut jobs {
+            put_job(&tx, job, None).expect("create");
+            job.status = JobStatus::Running;
+            job.started_at = Some(now);
+            put_job(&tx, job, Some(JobStatus::Pending)).expect("start");
+            job.status = JobStatus::Success;
+            job.completed_at = Some(now + chrono::Duration::seconds(2));
+            put_job(&tx, job, Some(JobStatus::Running)).expect("finish");
+        }
+        let whole = started.elapsed();
+        let started = Instant::now();
+        for job in &jobs {
+            super::timeline::count(&tx, job, None, None).expect("created");
+            super::timeline::count(&tx, job, Some(JobStatus::Running), Some(2000))
+                .expect("finished");
+        }
+        let counters = started.elapsed();
+        println!(
+            "put_job, 3 writes per job: {:.1} µs per job, of which the timeline counters {:.1} µs ({:.0} %)",
+            whole.as_secs_f64() * 1e6 / JOBS as f64,
+            counters.as_secs_f64() * 1e6 / JOBS as f64,
+            100.0 * counters.as_secs_f64() / whole.as_secs_f64()
+        );
+    })
+    .await
+    .expect("measures");
+}
