@@ -171,6 +171,12 @@ try {
   const firstLineMs = Math.round(await inPage.jsonValue());
   const wallMs = Date.now() - navigated;
   console.log(`ui: first log line of a ${BIG_LINES}-line job in ${firstLineMs} ms (navigation start to row on screen; ${wallMs} ms as the test driver saw it)`);
+  const phases = await page.evaluate(() => {
+    const at = (part) => Math.round(performance.getEntriesByType('resource').find((e) => e.name.includes(part))?.responseEnd ?? -1);
+    const nav = performance.getEntriesByType('navigation')[0];
+    return `document ${Math.round(nav.responseEnd)} ms, modules loaded ${Math.round(nav.domContentLoadedEventEnd)} ms, job ${at('/jobs/')} ms, first 500 lines ${at('/logs?')} ms`;
+  });
+  log(`where that time went, from the navigation's start: ${phases}`);
   const counted = () => page.evaluate(() => ({ rows: document.querySelectorAll('.log-row').length, nodes: document.getElementsByTagName('*').length }));
   const atStart = await counted();
   check(atStart.rows < 500, `few log rows in the DOM (${atStart.rows})`);

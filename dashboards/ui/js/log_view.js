@@ -10,7 +10,8 @@ import { h } from './format.js';
 /** Must match --row-h in app.css. */
 export const ROW_HEIGHT = 20;
 /** Lines per request (the API allows up to 5000). */
-const PAGE = 500;
+export const LOG_PAGE = 500;
+const PAGE = LOG_PAGE;
 /** Rows rendered above and below the viewport so fast scrolling shows no gaps. */
 const OVERSCAN = 20;
 /** Pages kept in memory; the ones farthest from the viewport are dropped first. */
@@ -180,13 +181,18 @@ export class LogView {
     text.append(content.slice(at));
   }
 
-  async load(pageNumber) {
+  /** Uses `request`, already sent, for page `pageNumber` instead of asking again. */
+  prime(pageNumber, request) {
+    this.load(pageNumber, request);
+  }
+
+  async load(pageNumber, request = null) {
     const page = this.page(pageNumber);
     // A page that just failed (or was just fetched short) waits a second before retrying.
     if (page.loading || Date.now() - page.failedAt < 1000) return;
     page.loading = true;
     try {
-      const data = await get(`/jobs/${this.jobId}/logs`, { start_line: pageNumber * PAGE, limit: PAGE });
+      const data = await (request ?? get(`/jobs/${this.jobId}/logs`, { start_line: pageNumber * PAGE, limit: PAGE }));
       for (const line of data.logs) page.lines[(line.line_number - 1) % PAGE] = line;
       this.setTotal(data.total_lines);
       if (data.logs.length < PAGE && (pageNumber + 1) * PAGE <= this.total) page.failedAt = Date.now();

@@ -5,13 +5,16 @@
 import { api, can, get, tokenParam } from '../api.js';
 import { FINISHED, duration, errorBox, h, parseTime, statusBadge, when } from '../format.js';
 import { go } from '../router.js';
-import { LogView } from '../log_view.js';
+import { LOG_PAGE, LogView } from '../log_view.js';
 
 /** Matches fetched per search request. */
 const SEARCH_PAGE = 500;
 
 export async function jobPage(root, { id }) {
   let job;
+  // The first page of lines is asked for with the job, not after it.
+  const firstLines = get(`/jobs/${encodeURIComponent(id)}/logs`, { start_line: 0, limit: LOG_PAGE });
+  firstLines.catch(() => {});
   try {
     job = await get(`/jobs/${encodeURIComponent(id)}`);
   } catch (error) {
@@ -32,6 +35,7 @@ export async function jobPage(root, { id }) {
     total: job.total_lines,
     onFollowChange: (on) => followButton.setAttribute('aria-pressed', String(on)),
   });
+  view.prime(0, firstLines);
 
   const showNotice = (text, kind = 'notice') => notices.replaceChildren(h('div', { class: kind, role: 'status' }, text));
 
