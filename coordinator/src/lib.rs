@@ -7,7 +7,8 @@
 //! batches, events and status changes, which [`ingest`] reads from the `DROVER_JOBS`
 //! stream, stores, and acknowledges only after the commit; then the [`hub`] wakes live
 //! watchers, which [`follow`] a job by reading the store (SSE, WebSocket). Readers see
-//! the store through snapshots and never wait for the writer.
+//! the store through snapshots and never wait for the writer. The API also serves the
+//! web UI (`api/ui.rs`), whose files in `dashboards/ui/` are compiled into the binary.
 
 pub mod agents;
 pub mod api;
