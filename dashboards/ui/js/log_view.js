@@ -60,7 +60,8 @@ export class LogView {
       this.total = number;
       this.updateHeight();
     }
-    if (this.follow) this.scrollToEnd();
+    // Scrolled once per frame in render(), not once per line: a burst of thousands of
+    // lines must not force a layout each.
     this.schedule();
   }
 
@@ -68,7 +69,6 @@ export class LogView {
     if (total > this.total) {
       this.total = total;
       this.updateHeight();
-      if (this.follow) this.scrollToEnd();
       this.schedule();
     }
   }
@@ -125,6 +125,10 @@ export class LogView {
   }
 
   render() {
+    if (this.follow) {
+      this.element.scrollTop = this.element.scrollHeight;
+      this.expectedTop = this.element.scrollTop;
+    }
     const viewTop = this.element.scrollTop;
     const height = this.element.clientHeight || 400;
     const first = Math.max(1, Math.floor(viewTop / ROW_HEIGHT) + 1 - OVERSCAN);

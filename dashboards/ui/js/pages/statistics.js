@@ -7,19 +7,29 @@ import { durationChart, jobsPerHourChart } from '../charts.js';
 
 const WINDOWS = [6, 24, 72, 168];
 
+/** The figures are counters on the coordinator: cheap to read again this often. */
+const REFRESH_MS = 15000;
+
 export async function statisticsPage(root, { query }) {
   const hours = WINDOWS.includes(Number(query.get('hours'))) ? Number(query.get('hours')) : 24;
-  root.append(h('h1', {}, 'Statistics'));
-  let stats;
-  let timeline;
-  try {
-    [stats, timeline] = await Promise.all([get('/jobs/statistics'), get('/jobs/timeline', { hours })]);
-  } catch (error) {
-    root.append(errorBox(error));
-    return;
-  }
+  const body = h('div');
+  root.append(h('h1', {}, 'Statistics'), body);
+  const load = async () => {
+    try {
+      const [stats, timeline] = await Promise.all([get('/jobs/statistics'), get('/jobs/timeline', { hours })]);
+      body.replaceChildren(...render(stats, timeline, hours));
+    } catch (error) {
+      body.replaceChildren(errorBox(error));
+    }
+  };
+  await load();
+  const timer = setInterval(load, REFRESH_MS);
+  return () => clearInterval(timer);
+}
+
+function render(stats, timeline, hours) {
   const card = (label, value, id) => h('div', { class: 'card', id }, h('div', { class: 'value' }, value), h('div', { class: 'label' }, label));
-  root.append(
+  return [
     h('div', { class: 'cards' },
       card('Jobs', stats.total.toLocaleString(), 'stat-total'),
       card('Success rate', `${stats.success_rate.toFixed(1)} %`, 'stat-success-rate'),
@@ -41,7 +51,7 @@ export async function statisticsPage(root, { query }) {
       h('section', { class: 'panel' }, h('h2', {}, 'By playbook'), byPlaybook(stats.by_playbook)),
       h('section', { class: 'panel' }, h('h2', {}, 'Recent failures'), recentFailures(stats.recent_failures)),
     ),
-  );
+  ];
 }
 
 function byPlaybook(rows) {
