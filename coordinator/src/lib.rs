@@ -8,7 +8,9 @@
 //! stream, stores, and acknowledges only after the commit; then the [`hub`] wakes live
 //! watchers, which [`follow`] a job by reading the store (SSE, WebSocket). Readers see
 //! the store through snapshots and never wait for the writer. The [`monitor`] counts
-//! jobs for `/metrics` ([`metrics`]) and evaluates the built-in [`alerts`].
+//! jobs for `/metrics` ([`metrics`]) and evaluates the built-in [`alerts`]. The API also
+//! serves the web UI (`api/ui.rs`), whose files in `dashboards/ui/` are compiled into the
+//! binary.
 
 pub mod agents;
 pub mod alerts;

@@ -6,6 +6,7 @@ use super::audit;
 use super::auth::authorize;
 use super::body;
 use super::list_views::{JobSummaryView, PageView, StatisticsView};
+use super::log_filter;
 use super::query::{self, Query};
 use super::reply::respond;
 use super::views::{EventPageView, EventView, HostsView, JobView, LogPageView};
@@ -236,9 +237,17 @@ pub async fn logs(
         authorize(&state.store, auth.as_deref(), Role::Viewer).await?;
         let start_line = query::number(&query, "start_line", 0)?;
         let limit = page_limit(&query)?;
+        let filter = log_filter::parse(&query)?;
         let job = find(&state, &id).await?.job;
-        let page = state.store.log_page(job.id, start_line, limit).await?;
-        Ok(LogPageView::new(page, start_line))
+        if filter.is_empty() {
+            let page = state.store.log_page(job.id, start_line, limit).await?;
+            return Ok(LogPageView::new(page, start_line));
+        }
+        let found = state
+            .store
+            .log_matches(job.id, start_line, limit, filter)
+            .await?;
+        Ok(LogPageView::matching(found))
     }
     .await;
     respond(StatusCode::OK, result)

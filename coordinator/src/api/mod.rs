@@ -11,12 +11,15 @@ mod catalog;
 mod job_actions;
 mod jobs;
 mod list_views;
+mod log_filter;
 mod monitoring;
 pub mod openapi;
 mod query;
 mod reply;
 mod stream;
 mod tickets;
+mod timeline;
+mod ui;
 mod users;
 mod views;
 mod ws;
@@ -63,6 +66,8 @@ pub fn routes(
         .or(catalog_routes(state.clone()))
         .unify()
         .or(people_routes(state))
+        .unify()
+        .or(ui::routes())
         .unify()
         .recover(recover)
         .unify()
@@ -140,6 +145,12 @@ fn jobs_routes(state: AppState) -> Route {
         .and(auth())
         .and(query())
         .then(jobs::statistics);
+    let timeline = warp::path!("jobs" / "timeline")
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .and(query())
+        .then(timeline::get);
     let get = warp::path!("jobs" / String)
         .and(warp::get())
         .and(s())
@@ -203,6 +214,8 @@ fn jobs_routes(state: AppState) -> Route {
         .or(list)
         .unify()
         .or(statistics)
+        .unify()
+        .or(timeline)
         .unify()
         .or(get)
         .unify()

@@ -11,9 +11,10 @@ use super::jobs::CreateJob;
 use super::list_views::{JobSummaryView, PageView, Pagination, StatisticsView};
 use super::monitoring::AlertsView;
 use super::reply::ErrorBody;
+use super::timeline::{self, TimelineView};
 use super::users::{CreateUser, Login};
 use super::views::{EventPageView, HostsView, JobView, LogPageView, PlaybookView, ServerView};
-use super::{jobs, query};
+use super::{jobs, log_filter, query};
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
@@ -32,6 +33,10 @@ enum Q {
     Range(&'static str, u64, u64),
     Time(&'static str),
     Status,
+    /// Text of 1 to `max` characters.
+    Text(&'static str, usize),
+    /// A log level: DEBUG, INFO, WARNING or ERROR.
+    Level,
 }
 
 /// One route: method, path, who may call it, its query, body and success answer.
@@ -145,6 +150,16 @@ const OPERATIONS: &[Operation] = &[
     ),
     op(
         Get,
+        "/jobs/timeline",
+        "Jobs per UTC hour: created, finished by outcome, mean run time",
+        Some("viewer"),
+        &[Q::Range("hours", 1, timeline::MAX_HOURS)],
+        None,
+        (200, "TimelineView"),
+        &[],
+    ),
+    op(
+        Get,
         "/jobs/{id}",
         "A job (integer id or UUID)",
         Some("viewer"),
@@ -156,9 +171,14 @@ const OPERATIONS: &[Operation] = &[
     op(
         Get,
         "/jobs/{id}/logs",
-        "Log lines after start_line",
+        "Log lines after start_line; with level and/or contains, only the lines that match",
         Some("viewer"),
-        &[Q::Int("start_line"), LIMIT],
+        &[
+            Q::Int("start_line"),
+            LIMIT,
+            Q::Level,
+            Q::Text("contains", log_filter::MAX_CONTAINS_CHARS),
+        ],
         None,
         (200, "LogPageView"),
         &[404],
@@ -487,6 +507,7 @@ pub fn document() -> OpenApi {
         .register::<JobView>()
         .register::<JobSummaryView>()
         .register::<StatisticsView>()
+        .register::<TimelineView>()
         .register::<LogPageView>()
         .register::<EventPageView>()
         .register::<HostsView>()
@@ -632,6 +653,19 @@ fn build(operation: &Operation) -> utoipa::openapi::path::Operation {
                         "failed",
                         "cancelled",
                     ])),
+            ),
+            Q::Text(name, max) => (
+                *name,
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(*max)),
+            ),
+            Q::Level => (
+                "level",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["DEBUG", "INFO", "WARNING", "ERROR"])),
             ),
         };
         builder = builder.parameter(

@@ -1,6 +1,8 @@
 //! The JSON shapes of the spec, built from store records.
 
-use crate::store::{JobDetail, LogPage, LogRecord, PlaybookRecord, Role, ServerRecord, UserRecord};
+use crate::store::{
+    JobDetail, LogMatches, LogPage, LogRecord, PlaybookRecord, Role, ServerRecord, UserRecord,
+};
 use chrono::{DateTime, Utc};
 use drover_shared::protocol::{HostRecap, ResourceUsage};
 use drover_shared::{JobStatus, LogLevel};
@@ -169,6 +171,23 @@ impl LogPageView {
             returned_lines: logs.len(),
             has_more: last_returned < page.total_lines,
             total_lines: page.total_lines,
+            logs,
+        }
+    }
+
+    /// Lines that matched `level`/`contains`; `has_more` says whether more may follow.
+    pub fn matching(found: LogMatches) -> LogPageView {
+        let logs: Vec<LogLineView> = found
+            .page
+            .lines
+            .into_iter()
+            .map(|(line_number, record)| LogLineView::new(line_number, record))
+            .collect();
+        LogPageView {
+            job_id: found.page.job_id,
+            returned_lines: logs.len(),
+            has_more: found.has_more,
+            total_lines: found.page.total_lines,
             logs,
         }
     }

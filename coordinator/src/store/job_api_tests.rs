@@ -317,6 +317,65 @@ async fn statistics_count_a_known_mix() {
 }
 
 #[tokio::test]
+async fn the_timeline_counts_jobs_per_hour() {
+    let f = fixture().await;
+    let before = Utc::now();
+    for (status, seconds) in [
+        (JobStatus::Success, 2),
+        (JobStatus::Success, 4),
+        (JobStatus::Failed, 6),
+    ] {
+        let job = f.job(0, 0, 1).await;
+        f.finish(&job, status, seconds).await;
+    }
+    let cancelled = f.job(1, 0, 1).await;
+    f.store
+        .cancel_job(cancelled.id, "admin".into(), audit("cancel"))
+        .await
+        .expect("cancels");
+    let running = f.job(1, 1, 1).await;
+    f.finish(&running, JobStatus::Running, 1).await;
+    f.job(0, 1, 1).await;
+    let after = Utc::now();
+
+    // Seen from three hours later, a 24-hour window holds the jobs 4th from its end
+    // (the 5th too, if the test ran across an hour's end).
+    let later = after + chrono::Duration::hours(3);
+    let buckets = f.store.timeline(24, later).await.expect("timeline");
+    assert_eq!(buckets.len(), 24);
+    assert!(
+        buckets
+            .windows(2)
+            .all(|w| w[1].hour - w[0].hour == chrono::Duration::hours(1))
+    );
+    assert_eq!(
+        buckets[23].hour.timestamp() / 3600,
+        later.timestamp() / 3600
+    );
+    let sum = |field: fn(&HourBucket) -> u64| buckets.iter().map(field).sum::<u64>();
+    assert_eq!(sum(|b| b.created), 6);
+    assert_eq!(sum(|b| b.success), 2);
+    assert_eq!(sum(|b| b.failed), 1);
+    assert_eq!(sum(|b| b.cancelled), 1);
+    // The cancelled job never ran; the running one has not finished.
+    assert_eq!(sum(|b| b.timed_jobs), 3);
+    assert_eq!(sum(|b| b.duration_ms), (2 + 4 + 6) * 1000);
+    let busy: Vec<usize> = (0..24).filter(|i| buckets[*i].created > 0).collect();
+    if before.timestamp() / 3600 == after.timestamp() / 3600 {
+        assert_eq!(busy, vec![20]);
+    }
+    // A window that ends before the jobs were made is empty, and zero hours is one hour.
+    let earlier = f
+        .store
+        .timeline(2, before - chrono::Duration::hours(2))
+        .await
+        .expect("timeline");
+    assert_eq!(earlier.len(), 2);
+    assert!(earlier.iter().all(|b| b.created == 0 && b.success == 0));
+    assert_eq!(f.store.timeline(1, later).await.expect("timeline").len(), 1);
+}
+
+#[tokio::test]
 async fn cancel_retry_and_ticket_follow_the_job_state() {
     let f = fixture().await;
     let pending = f.job(0, 0, 1).await;

@@ -74,6 +74,7 @@ pub fn put_job(
     for (scope, playbook) in keys {
         add(&mut counters, (scope, playbook, job.status.as_str()), 1)?;
     }
+    super::timeline::count(tx, job, old_status, duration_ms(job))?;
     let newly_finished = job.status.is_finished() && !old_status.is_some_and(|s| s.is_finished());
     if let (true, Some(ms)) = (newly_finished, duration_ms(job)) {
         for (scope, playbook) in keys {

@@ -12,10 +12,12 @@ mod job_index;
 mod job_list;
 mod jobs;
 mod leases;
+mod log_search;
 mod monitor;
 mod records;
 mod server_queue;
 mod tables;
+mod timeline;
 mod users;
 mod writer;
 
@@ -27,11 +29,13 @@ pub use jobs::{
     Ingest, IngestOutcome, Ingested, JobDetail, JobFilter, JobProgress, LogPage, NewJob,
 };
 pub use leases::Reaped;
+pub use log_search::{LogFilter, LogMatches};
 pub use monitor::{PlaybookHealth, RunningJob, StoreObservation};
 pub use records::{
     AuditRecord, FailureSummary, JobRecord, LogRecord, PlaybookRecord, Priority, Role,
     ServerRecord, TicketRecord, TokenRecord, UserRecord,
 };
+pub use timeline::HourBucket;
 pub use users::NewUser;
 
 use crate::error::Error;

@@ -39,6 +39,9 @@ pub const JOBS_BY_SERVER_STATUS: TableDefinition<(u64, &str, u64), ()> =
 /// statistics never scan jobs. Scope 0 is everyone, otherwise a user id; playbook 0 is
 /// every playbook. Fields are status names, `duration_ms` and `timed_jobs`.
 pub const COUNTERS: TableDefinition<(u64, u64, &str), u64> = TableDefinition::new("counters");
+/// (UTC hour since the epoch, field) → count: jobs created and finished per hour and
+/// their run time, for the statistics charts (see `timeline.rs`).
+pub const TIMELINE: TableDefinition<(u64, &str), u64> = TableDefinition::new("timeline");
 /// (agent id, job id) of the pending or running jobs an agent holds: the lease check
 /// and the reaping of a lost agent read this, not every active job.
 pub const CLAIMS: TableDefinition<(&str, u64), ()> = TableDefinition::new("claims");
@@ -73,6 +76,7 @@ pub fn create_all(tx: &WriteTransaction) -> Result<(), Error> {
     tx.open_table(JOBS_BY_PLAYBOOK_STATUS)?;
     tx.open_table(JOBS_BY_SERVER_STATUS)?;
     tx.open_table(COUNTERS)?;
+    tx.open_table(TIMELINE)?;
     tx.open_table(HELD)?;
     tx.open_table(CLAIMS)?;
     tx.open_table(TICKETS)?;

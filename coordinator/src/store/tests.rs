@@ -313,3 +313,123 @@ async fn the_store_survives_a_reopen() {
         .expect("exists");
     assert_eq!(again.job.agent_id.as_deref(), Some("a"));
 }
+
+#[tokio::test]
+async fn log_matches_filter_by_level_and_text_and_page() {
+    let (_dir, store, job) = store_with_job().await;
+    let uuid = job.uuid;
+    assert!(store.claim(uuid, "a".into()).await.expect("claims").granted);
+    let batch = Ingest::Logs(LogBatch {
+        job_uuid: uuid,
+        lines: (1..=1000)
+            .map(|n| LogLine {
+                line_number: n,
+                content: if n % 100 == 0 {
+                    format!("fatal: [web-{n}]: FAILED!")
+                } else {
+                    format!("ok: [web-{n}]")
+                },
+                log_level: if n % 100 == 0 {
+                    LogLevel::Error
+                } else {
+                    LogLevel::Info
+                },
+                timestamp: Utc::now(),
+            })
+            .collect(),
+    });
+    store.ingest(vec![batch], 1).await.expect("ingests");
+    let errors = LogFilter {
+        level: Some(LogLevel::Error),
+        contains: None,
+    };
+    let first = store
+        .log_matches(job.id, 0, 1, errors.clone())
+        .await
+        .expect("matches");
+    let numbers = |m: &LogMatches| m.page.lines.iter().map(|(n, _)| *n).collect::<Vec<_>>();
+    assert_eq!(numbers(&first), vec![100]);
+    assert!(first.has_more);
+    assert_eq!(first.page.total_lines, 1000);
+    let rest = store
+        .log_matches(job.id, 100, 50, errors)
+        .await
+        .expect("matches");
+    assert_eq!(
+        numbers(&rest),
+        (2..=10).map(|n| n * 100).collect::<Vec<_>>()
+    );
+    assert!(!rest.has_more, "the scan reached the end");
+    let text = LogFilter {
+        level: None,
+        contains: Some("WEB-55".into()),
+    };
+    let found = store
+        .log_matches(job.id, 0, 100, text)
+        .await
+        .expect("matches");
+    assert_eq!(
+        numbers(&found),
+        vec![55, 550, 551, 552, 553, 554, 555, 556, 557, 558, 559]
+    );
+    let both = LogFilter {
+        level: Some(LogLevel::Info),
+        contains: Some("web-50".into()),
+    };
+    let found = store
+        .log_matches(job.id, 0, 100, both)
+        .await
+        .expect("matches");
+    assert!(numbers(&found).iter().all(|n| n % 100 != 0) && numbers(&found).contains(&501));
+}
+
+/// What the hourly timeline counters add to a job's writes: 20,000 jobs created, started
+/// and finished through `put_job` in one transaction (no fsync), against the counters'
+/// share of that alone. Run with `--ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn timeline_counters_cost_beside_put_job() {
+    use super::job_index::put_job;
+    use std::time::Instant;
+    const JOBS: u64 = 20_000;
+    let (_dir, store, template) = store_with_job().await;
+    let db = store.db.clone();
+    tokio::task::spawn_blocking(move || {
+        let tx = db.begin_write().expect("write");
+        let now = Utc::now();
+        let mut jobs: Vec<JobRecord> = (0..JOBS)
+            .map(|i| {
+                let mut job = template.clone();
+                job.id = 1_000_000 + i;
+                job.uuid = Uuid::new_v4();
+                job
+            })
+            .collect();
+        let started = Instant::now();
+        for job in &mut jobs {
+            put_job(&tx, job, None).expect("create");
+            job.status = JobStatus::Running;
+            job.started_at = Some(now);
+            put_job(&tx, job, Some(JobStatus::Pending)).expect("start");
+            job.status = JobStatus::Success;
+            job.completed_at = Some(now + chrono::Duration::seconds(2));
+            put_job(&tx, job, Some(JobStatus::Running)).expect("finish");
+        }
+        let whole = started.elapsed();
+        let started = Instant::now();
+        for job in &jobs {
+            super::timeline::count(&tx, job, None, None).expect("created");
+            super::timeline::count(&tx, job, Some(JobStatus::Running), Some(2000))
+                .expect("finished");
+        }
+        let counters = started.elapsed();
+        println!(
+            "put_job, 3 writes per job: {:.1} µs per job, of which the timeline counters {:.1} µs ({:.0} %)",
+            whole.as_secs_f64() * 1e6 / JOBS as f64,
+            counters.as_secs_f64() * 1e6 / JOBS as f64,
+            100.0 * counters.as_secs_f64() / whole.as_secs_f64()
+        );
+    })
+    .await
+    .expect("measures");
+}
