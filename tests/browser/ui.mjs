@@ -149,7 +149,7 @@ try {
   await page.waitForSelector(`#jobs-table tr[data-job="${retried}"] [data-status="failed"]`);
   log(`the job list showed job ${retried} appear and fail, live`);
 
-  // 7. Statistics and agents.
+  // 7. Statistics, agents and alerts.
   await page.click('a[data-nav="statistics"]');
   await page.waitForSelector('#chart-jobs-per-hour svg rect');
   await page.waitForSelector('#recent-failures');
@@ -159,6 +159,11 @@ try {
   await page.waitForSelector('#agents td.agent-up');
   await shot('agents');
   log('agents page lists the agent as up');
+  // Three failures of one playbook in a row: the built-in alert fires.
+  await page.click('a[data-nav="alerts"]');
+  await page.waitForSelector('#firing-alerts tr[data-kind="consecutive_failures"]', { timeout: 15000 });
+  await shot('alerts');
+  log(`alerts page: ${(await page.textContent('#firing-alerts tr[data-kind="consecutive_failures"]')).trim()}`);
 
   // 8. A 100,000-line job: time from navigation to the first log row on screen.
   await page.goto('about:blank');

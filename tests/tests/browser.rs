@@ -133,6 +133,8 @@ async fn the_web_ui_in_chromium() {
     let stack = Stack::start_with(StackOptions {
         agents: 1,
         concurrency: 4,
+        // Alerts evaluated every second, so the alerts page shows the failure streak.
+        coordinator_args: vec!["--monitor-interval-secs=1".into()],
         ..StackOptions::default()
     })
     .await;

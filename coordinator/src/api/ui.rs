@@ -53,6 +53,7 @@ const ASSETS: &[Asset] = &[
     asset!("js/pages/job.js", JS),
     asset!("js/pages/statistics.js", JS),
     asset!("js/pages/agents.js", JS),
+    asset!("js/pages/alerts.js", JS),
 ];
 
 /// The UI's own code only: no inline script or style, no other origin.

@@ -9,12 +9,14 @@ import { jobsPage } from './pages/jobs.js';
 import { jobPage } from './pages/job.js';
 import { statisticsPage } from './pages/statistics.js';
 import { agentsPage } from './pages/agents.js';
+import { alertsPage } from './pages/alerts.js';
 
 route('/signin', signinPage, 'signin');
 route('/jobs', jobsPage, 'jobs');
 route('/jobs/:id', jobPage, 'jobs');
 route('/statistics', statisticsPage, 'statistics');
 route('/agents', agentsPage, 'agents');
+route('/alerts', alertsPage, 'alerts');
 
 function showWho() {
   const current = session();
