@@ -12,6 +12,13 @@ pub const DEFAULT_JOBS_MAX_AGE_HOURS: u64 = 168;
 /// Seconds an agent may stay silent before its jobs are taken from it: four missed
 /// heartbeats at the agents' default of one every 5 s.
 pub const DEFAULT_AGENT_LEASE_SECS: u64 = 20;
+/// Wait after a webhook delivery's first failure; doubles after each further one
+/// (1, 2, 4, 8, 16 s with the default attempts).
+pub const DEFAULT_WEBHOOK_RETRY_BASE_MS: u64 = 1000;
+/// Attempts of a webhook delivery before it is marked failed.
+pub const DEFAULT_WEBHOOK_MAX_ATTEMPTS: u32 = 6;
+/// Time a webhook receiver has to answer one attempt.
+pub const DEFAULT_WEBHOOK_TIMEOUT_MS: u64 = 5000;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -39,6 +46,16 @@ pub struct Config {
     /// ("agent <id> lost while running") and its claimed ones go back to the pool.
     #[arg(long, env = "DROVER_AGENT_LEASE_SECS", default_value_t = DEFAULT_AGENT_LEASE_SECS)]
     pub agent_lease_secs: u64,
+    /// Milliseconds to wait after a webhook delivery's first failed attempt; the wait
+    /// doubles after each further failure.
+    #[arg(long, env = "DROVER_WEBHOOK_RETRY_BASE_MS", default_value_t = DEFAULT_WEBHOOK_RETRY_BASE_MS)]
+    pub webhook_retry_base_ms: u64,
+    /// Attempts of a webhook delivery (the first one included) before it is failed.
+    #[arg(long, env = "DROVER_WEBHOOK_MAX_ATTEMPTS", default_value_t = DEFAULT_WEBHOOK_MAX_ATTEMPTS)]
+    pub webhook_max_attempts: u32,
+    /// Milliseconds a webhook receiver has to answer one attempt (connect to last byte).
+    #[arg(long, env = "DROVER_WEBHOOK_TIMEOUT_MS", default_value_t = DEFAULT_WEBHOOK_TIMEOUT_MS)]
+    pub webhook_timeout_ms: u64,
 }
 
 impl Config {
@@ -59,6 +76,18 @@ impl Config {
         }
         if self.agent_lease_secs == 0 {
             return Err("--agent-lease-secs must be at least 1".into());
+        }
+        if self.webhook_retry_base_ms == 0 {
+            return Err("--webhook-retry-base-ms must be at least 1".into());
+        }
+        if !(1..=20).contains(&self.webhook_max_attempts) {
+            return Err(format!(
+                "--webhook-max-attempts is {}; use 1 to 20",
+                self.webhook_max_attempts
+            ));
+        }
+        if self.webhook_timeout_ms == 0 {
+            return Err("--webhook-timeout-ms must be at least 1".into());
         }
         if self.jobs_max_age_hours == 0 {
             return Err("--jobs-max-age-hours must be at least 1".into());

@@ -7,7 +7,9 @@
 //! batches, events and status changes, which [`ingest`] reads from the `DROVER_JOBS`
 //! stream, stores, and acknowledges only after the commit; then the [`hub`] wakes live
 //! watchers, which [`follow`] a job by reading the store (SSE, WebSocket). Readers see
-//! the store through snapshots and never wait for the writer.
+//! the store through snapshots and never wait for the writer. Finished jobs and alerts
+//! become signed HTTP deliveries to admin-registered URLs in [`webhooks`], which only
+//! listens to the hub and never holds up the job path.
 
 pub mod agents;
 pub mod api;
@@ -27,6 +29,7 @@ pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod validate;
+pub mod webhooks;
 
 use crate::api::AppState;
 use crate::config::Config;
@@ -49,6 +52,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
     let js = async_nats::jetstream::new(client.clone());
     bus::ensure_streams(&js, Duration::from_secs(config.jobs_max_age_hours * 3600)).await?;
 
+    let (webhooks, webhook_inbox) = webhooks::channel(webhooks::Settings::from_config(&config));
     let state = AppState {
         store: store.clone(),
         client: client.clone(),
@@ -59,6 +63,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
             config.agent_lease_secs,
         ))),
         counters: Arc::default(),
+        webhooks,
     };
     let republished = dispatch::republish_pending(&store, &js).await?;
     if republished > 0 {
@@ -79,6 +84,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
         shutdown.clone(),
     ));
     tokio::spawn(agents::reap_loop(state.clone(), shutdown.clone()));
+    tokio::spawn(webhooks::run(
+        state.clone(),
+        webhook_inbox,
+        shutdown.clone(),
+    ));
     tokio::spawn(cancel::resend_loop(
         client.clone(),
         store.clone(),

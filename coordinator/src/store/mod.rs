@@ -16,6 +16,7 @@ mod records;
 mod server_queue;
 mod tables;
 mod users;
+mod webhooks;
 mod writer;
 
 pub use audit::{Audit, AuditQuery};
@@ -31,6 +32,10 @@ pub use records::{
     ServerRecord, TicketRecord, TokenRecord, UserRecord,
 };
 pub use users::NewUser;
+pub use webhooks::{
+    AttemptRecord, DELIVERIES_KEPT, DeliveryRecord, DeliveryState, NewDelivery, NewWebhook,
+    WebhookRecord,
+};
 
 use crate::error::Error;
 use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
