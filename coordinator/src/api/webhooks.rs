@@ -12,9 +12,7 @@ use super::query::{self, Query, parse_id};
 use super::reply::respond;
 use super::views::{opt_timestamp, timestamp};
 use crate::error::Error;
-use crate::store::{
-    AttemptRecord, DeliveryRecord, DeliveryState, NewWebhook, Role, WebhookRecord,
-};
+use crate::store::{AttemptRecord, DeliveryRecord, DeliveryState, NewWebhook, Role, WebhookRecord};
 use crate::webhooks::WebhookEvent;
 use bytes::Bytes;
 use rand::RngCore;
@@ -118,8 +116,11 @@ pub fn check_url(raw: &str) -> Result<(), Error> {
             raw.len()
         )));
     }
-    let url = reqwest::Url::parse(raw)
-        .map_err(|e| Error::Invalid(format!("url '{raw}' is not a URL ({e}); use e.g. https://hooks.example.com/drover")))?;
+    let url = reqwest::Url::parse(raw).map_err(|e| {
+        Error::Invalid(format!(
+            "url '{raw}' is not a URL ({e}); use e.g. https://hooks.example.com/drover"
+        ))
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(Error::Invalid(format!(
             "url '{raw}' has scheme '{}'; use http or https",
@@ -384,17 +385,40 @@ mod tests {
 
     #[test]
     fn bad_requests_are_refused_with_the_right_kind() {
-        let ok = request(serde_json::json!({"url": "http://a.example/", "events": ["job.failed", "alert", "job.failed"]}));
+        let ok = request(
+            serde_json::json!({"url": "http://a.example/", "events": ["job.failed", "alert", "job.failed"]}),
+        );
         let ok = ok.expect("valid");
-        assert_eq!(ok.events, vec![WebhookEvent::Alert, WebhookEvent::JobFailed]);
+        assert_eq!(
+            ok.events,
+            vec![WebhookEvent::Alert, WebhookEvent::JobFailed]
+        );
         assert!(ok.active && ok.secret.is_none());
         for (bad, why) in [
-            (serde_json::json!({"url": "http://a.example/", "events": []}), "no events"),
-            (serde_json::json!({"url": "http://a.example/", "events": ["job.started"]}), "unknown event"),
-            (serde_json::json!({"url": "ftp://a.example/", "events": ["alert"]}), "scheme"),
-            (serde_json::json!({"url": "http://a.example/", "events": ["alert"], "secret": "short"}), "short secret"),
-            (serde_json::json!({"url": "http://a.example/", "events": ["alert"], "secret": "s".repeat(257)}), "long secret"),
-            (serde_json::json!({"url": "http://a.example/", "events": ["alert"], "colour": "red"}), "unknown field"),
+            (
+                serde_json::json!({"url": "http://a.example/", "events": []}),
+                "no events",
+            ),
+            (
+                serde_json::json!({"url": "http://a.example/", "events": ["job.started"]}),
+                "unknown event",
+            ),
+            (
+                serde_json::json!({"url": "ftp://a.example/", "events": ["alert"]}),
+                "scheme",
+            ),
+            (
+                serde_json::json!({"url": "http://a.example/", "events": ["alert"], "secret": "short"}),
+                "short secret",
+            ),
+            (
+                serde_json::json!({"url": "http://a.example/", "events": ["alert"], "secret": "s".repeat(257)}),
+                "long secret",
+            ),
+            (
+                serde_json::json!({"url": "http://a.example/", "events": ["alert"], "colour": "red"}),
+                "unknown field",
+            ),
             (serde_json::json!({"events": ["alert"]}), "no url"),
         ] {
             assert!(matches!(request(bad), Err(Error::Invalid(_))), "{why}");
@@ -410,7 +434,10 @@ mod tests {
         assert_eq!(secret["minLength"], MIN_SECRET);
         assert_eq!(secret["maxLength"], MAX_SECRET);
         assert_eq!(schema["properties"]["url"]["maxLength"], MAX_URL);
-        assert_eq!(schema["properties"]["description"]["maxLength"], MAX_DESCRIPTION);
+        assert_eq!(
+            schema["properties"]["description"]["maxLength"],
+            MAX_DESCRIPTION
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use super::Store;
 use super::audit::{self, Audit};
 use super::catalog::{get_record, get_record_tx, list_page};
-use super::jobs::JobDetail;
 use super::job_list::{Page, Paged};
+use super::jobs::JobDetail;
 use super::records::JobRecord;
 use super::tables::{
     JOBS, PLAYBOOKS, SERVERS, USERS, WEBHOOK_DELIVERIES, WEBHOOK_DELIVERIES_BY_HOOK,
@@ -393,7 +393,10 @@ fn prune(tx: &WriteTransaction, hook: u64) -> Result<(), Error> {
         return Ok(());
     }
     let mut oldest = Vec::new();
-    for entry in index.range((hook, 0)..=(hook, u64::MAX))?.take(excess as usize) {
+    for entry in index
+        .range((hook, 0)..=(hook, u64::MAX))?
+        .take(excess as usize)
+    {
         oldest.push(entry?.0.value().1);
     }
     let mut deliveries = tx.open_table(WEBHOOK_DELIVERIES)?;
@@ -446,7 +449,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path()).expect("opens");
         let made = store
-            .create_webhook(hook("http://a.example/", Some("s".repeat(20).as_str())), 1, audit())
+            .create_webhook(
+                hook("http://a.example/", Some("s".repeat(20).as_str())),
+                1,
+                audit(),
+            )
             .await
             .expect("created");
         let read = store.webhook(made.id).await.expect("read").expect("there");
@@ -462,7 +469,9 @@ mod tests {
         assert_eq!(updated.secret, "s".repeat(20));
         assert_eq!(updated.created_at, made.created_at);
         assert!(matches!(
-            store.update_webhook(99, hook("http://c/", None), audit()).await,
+            store
+                .update_webhook(99, hook("http://c/", None), audit())
+                .await,
             Err(Error::NotFound { .. })
         ));
 
@@ -507,7 +516,13 @@ mod tests {
             .expect("recorded")
             .expect("there");
         assert_eq!(second.state, DeliveryState::Failed);
-        assert!(store.pending_deliveries().await.expect("pending").is_empty());
+        assert!(
+            store
+                .pending_deliveries()
+                .await
+                .expect("pending")
+                .is_empty()
+        );
 
         let page = store
             .deliveries_page(made.id, Page::default())
@@ -517,26 +532,51 @@ mod tests {
         assert_eq!(page.total, 2);
         let ids: Vec<u64> = page.items.iter().map(|d| d.id).collect();
         assert_eq!(ids, vec![deliveries[1].id, first], "newest first");
-        assert!(store.deliveries_page(99, Page::default()).await.expect("read").is_none());
+        assert!(
+            store
+                .deliveries_page(99, Page::default())
+                .await
+                .expect("read")
+                .is_none()
+        );
 
         // Delete takes the log with it; a late attempt finds nothing to record.
         let pending = store.create_deliveries(vec![new(3)]).await.expect("stored");
-        store.delete_webhook(made.id, audit()).await.expect("deleted");
-        assert!(store.webhook(made.id).await.expect("read").is_none());
-        assert!(store.pending_deliveries().await.expect("pending").is_empty());
-        assert!(store
-            .record_attempt(pending[0].id, failed(1, None))
+        store
+            .delete_webhook(made.id, audit())
             .await
-            .expect("no error")
-            .is_none());
+            .expect("deleted");
+        assert!(store.webhook(made.id).await.expect("read").is_none());
+        assert!(
+            store
+                .pending_deliveries()
+                .await
+                .expect("pending")
+                .is_empty()
+        );
+        assert!(
+            store
+                .record_attempt(pending[0].id, failed(1, None))
+                .await
+                .expect("no error")
+                .is_none()
+        );
         assert!(matches!(
             store.delete_webhook(made.id, audit()).await,
             Err(Error::NotFound { .. })
         ));
         // Create, update and both deletes... the refused ones wrote no audit record.
-        let trail = store.audit_page(AuditQuery::default()).await.expect("audit");
+        let trail = store
+            .audit_page(AuditQuery::default())
+            .await
+            .expect("audit");
         assert_eq!(trail.total, 3);
-        assert!(!trail.items.iter().any(|r| r.parameters.to_string().contains("ssss")));
+        assert!(
+            !trail
+                .items
+                .iter()
+                .any(|r| r.parameters.to_string().contains("ssss"))
+        );
     }
 
     #[tokio::test]
@@ -544,7 +584,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path()).expect("opens");
         let made = store
-            .create_webhook(hook("http://a.example/", Some("s".repeat(20).as_str())), 1, audit())
+            .create_webhook(
+                hook("http://a.example/", Some("s".repeat(20).as_str())),
+                1,
+                audit(),
+            )
             .await
             .expect("created");
         let batch = |n: u64| {
@@ -557,7 +601,10 @@ mod tests {
                 })
                 .collect::<Vec<_>>()
         };
-        store.create_deliveries(batch(DELIVERIES_KEPT)).await.expect("stored");
+        store
+            .create_deliveries(batch(DELIVERIES_KEPT))
+            .await
+            .expect("stored");
         let newest = store.create_deliveries(batch(5)).await.expect("stored");
         assert!(newest.iter().all(|d| d.state == DeliveryState::Failed));
         let page = store

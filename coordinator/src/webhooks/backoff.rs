@@ -31,11 +31,12 @@ mod tests {
 
     #[test]
     fn doubles_from_the_base_until_the_last_attempt() {
-        let secs = |s: &[u64]| s.iter().map(|s| Duration::from_secs(*s)).collect::<Vec<_>>();
-        assert_eq!(
-            schedule(Duration::from_secs(1), 6),
-            secs(&[1, 2, 4, 8, 16])
-        );
+        let secs = |s: &[u64]| {
+            s.iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(schedule(Duration::from_secs(1), 6), secs(&[1, 2, 4, 8, 16]));
         assert_eq!(delay_after(6, Duration::from_secs(1), 6), None);
         assert_eq!(delay_after(0, Duration::from_secs(1), 6), None);
         assert_eq!(schedule(Duration::from_secs(1), 1), Vec::<Duration>::new());

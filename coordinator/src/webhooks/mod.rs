@@ -192,7 +192,10 @@ pub async fn run(state: AppState, mut inbox: Inbox, mut shutdown: Shutdown) {
     match state.store.pending_deliveries().await {
         Ok(pending) => {
             if !pending.is_empty() {
-                tracing::info!(deliveries = pending.len(), "resuming pending webhook deliveries");
+                tracing::info!(
+                    deliveries = pending.len(),
+                    "resuming pending webhook deliveries"
+                );
             }
             for delivery in pending {
                 courier.start(delivery);
@@ -307,7 +310,9 @@ impl Courier {
     ) -> NewDelivery {
         let pending = self.pending.load(Ordering::Relaxed) + made_before;
         let shed = (pending >= MAX_PENDING).then(|| {
-            self.counters.deliveries_shed.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .deliveries_shed
+                .fetch_add(1, Ordering::Relaxed);
             format!("shed: {MAX_PENDING} deliveries were already pending")
         });
         NewDelivery {
@@ -384,9 +389,13 @@ impl Courier {
                 let next_retry_at = if sent.succeeded() {
                     None
                 } else {
-                    backoff::delay_after(number, self.settings.retry_base, self.settings.max_attempts)
-                        .and_then(|wait| chrono::Duration::from_std(wait).ok())
-                        .map(|wait| Utc::now() + wait)
+                    backoff::delay_after(
+                        number,
+                        self.settings.retry_base,
+                        self.settings.max_attempts,
+                    )
+                    .and_then(|wait| chrono::Duration::from_std(wait).ok())
+                    .map(|wait| Utc::now() + wait)
                 };
                 AttemptRecord {
                     number,

@@ -56,7 +56,10 @@ mod tests {
     fn verify_accepts_only_the_exact_body_and_secret() {
         let header = sign(b"secret", b"{\"a\":1}");
         assert!(verify(b"secret", b"{\"a\":1}", &header));
-        assert!(!verify(b"secret", b"{\"a\": 1}", &header), "one byte changed");
+        assert!(
+            !verify(b"secret", b"{\"a\": 1}", &header),
+            "one byte changed"
+        );
         assert!(!verify(b"other", b"{\"a\":1}", &header), "wrong secret");
         assert!(!verify(b"secret", b"{\"a\":1}", &header[PREFIX.len()..]));
         assert!(!verify(b"secret", b"{\"a\":1}", "sha256=zz"));
