@@ -521,6 +521,33 @@ mod tests {
         }
     }
 
+    #[test]
+    fn bodies_carry_the_event_its_id_and_the_payload_under_its_kind() {
+        let now = Utc::now();
+        let mut delivery = DeliveryRecord {
+            id: 7,
+            uuid: uuid::Uuid::new_v4(),
+            webhook_id: 1,
+            event: WebhookEvent::Alert,
+            payload: serde_json::json!({"name": "failure_rate", "value": 0.5}),
+            state: crate::store::DeliveryState::Pending,
+            attempts: Vec::new(),
+            next_attempt_at: Some(now),
+            created_at: now,
+            updated_at: now,
+        };
+        let alert: serde_json::Value = serde_json::from_slice(&body(&delivery, 2)).expect("JSON");
+        assert_eq!(alert["event"], "alert");
+        assert_eq!(alert["attempt"], 2);
+        assert_eq!(alert["delivery_id"], delivery.uuid.to_string());
+        assert_eq!(alert["alert"]["name"], "failure_rate");
+        assert!(alert["delivered_at"].is_string() && alert.get("job").is_none());
+        delivery.event = WebhookEvent::JobFailed;
+        let job: serde_json::Value = serde_json::from_slice(&body(&delivery, 1)).expect("JSON");
+        assert_eq!(job["event"], "job.failed");
+        assert_eq!(job["job"]["name"], "failure_rate");
+    }
+
     #[tokio::test]
     async fn a_full_alert_queue_sheds_and_counts() {
         let (handle, _inbox) = channel(Settings {
