@@ -640,3 +640,52 @@ async fn bad_webhook_requests_are_refused_and_write_nothing() {
     );
     assert!(!audit.to_string().contains(&secret));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_receiver_does_not_hold_up_other_webhooks() {
+    // Receivers have 5 s; the hanging one never answers in time, and nothing is retried
+    // within the test.
+    let stack = Stack::start_with(StackOptions {
+        agents: 0,
+        coordinator_args: ["--webhook-retry-base-ms", "60000"]
+            .map(String::from)
+            .to_vec(),
+        ..StackOptions::default()
+    })
+    .await;
+    let hanging = Receiver::start(Answer::Sleep(Duration::from_secs(30))).await;
+    let healthy = Receiver::start(Answer::Status(200)).await;
+    webhook(
+        &stack,
+        json!({"url": hanging.url, "events": ["job.finished"]}),
+    )
+    .await;
+    webhook(
+        &stack,
+        json!({"url": healthy.url, "events": ["job.finished"]}),
+    )
+    .await;
+    let server = stack.local_server().await;
+    let ok = stack.playbook("ok", OK_PLAYBOOK).await;
+    // Twelve jobs finish (cancelled while pending): 12 deliveries to each receiver, more
+    // than all the coordinator's concurrent attempts together.
+    let mut jobs = Vec::new();
+    for _ in 0..12 {
+        jobs.push(stack.submit(ok, server, json!({})).await["id"].clone());
+    }
+    let started = Instant::now();
+    for job in &jobs {
+        let (status, body) = stack.post(&format!("/jobs/{job}/cancel"), json!({})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    healthy.wait_for(12, Duration::from_secs(30)).await;
+    let took = started.elapsed();
+    eprintln!("12 deliveries to the healthy receiver in {took:?}");
+    // A hanging receiver holds its own attempts (2 at a time) until the 5 s timeout,
+    // never the others' share.
+    assert!(
+        took < Duration::from_secs(4),
+        "the healthy receiver waited {took:?} behind the hanging one"
+    );
+    assert!(hanging.got().len() <= 2, "{} at once", hanging.got().len());
+}

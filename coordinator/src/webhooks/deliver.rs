@@ -94,8 +94,12 @@ fn describe(error: &reqwest::Error) -> String {
     };
     let mut source = error.source();
     while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
+        let text = cause.to_string();
+        // hyper's wrapper ("client error (Connect)") says nothing the next cause does not.
+        if !text.starts_with("client error (") {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
         source = cause.source();
     }
     message

@@ -9,8 +9,9 @@
 //! a bounded queue that also sheds and counts (`alerts_shed`) instead of waiting. For a
 //! batch of finished jobs the loop reads the jobs and matching webhooks in one snapshot,
 //! stores one `pending` delivery per (event, webhook) in one commit, and starts a task
-//! per delivery. Those tasks wait for their due time, take one of
-//! [`MAX_CONCURRENT_ATTEMPTS`] permits for the HTTP attempt ([`deliver`]), and record it
+//! per delivery. Those tasks wait for their due time, take one of their webhook's
+//! [`MAX_ATTEMPTS_PER_WEBHOOK`] permits and one of [`MAX_CONCURRENT_ATTEMPTS`] overall
+//! for the HTTP attempt ([`deliver`]), and record it
 //! ([`crate::store::Store::record_attempt`]); a failure is retried after
 //! [`backoff::delay_after`]. Deliveries still pending when the coordinator stops are
 //! resumed when it starts.
@@ -26,6 +27,7 @@ use crate::hub::StatusEvent;
 use crate::shutdown::Shutdown;
 use crate::store::{AttemptRecord, DeliveryRecord, JobDetail, NewDelivery, Store, WebhookRecord};
 use chrono::Utc;
+use dashmap::DashMap;
 use drover_shared::JobStatus;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -37,6 +39,9 @@ use tokio::sync::{Semaphore, mpsc};
 /// HTTP attempts in flight at once, over all webhooks: a slow receiver holds at most
 /// this many while the others wait their turn.
 pub const MAX_CONCURRENT_ATTEMPTS: usize = 8;
+/// HTTP attempts in flight at once to one webhook: a receiver that hangs until the
+/// timeout holds this many of the overall permits, not all of them.
+pub const MAX_ATTEMPTS_PER_WEBHOOK: usize = 2;
 /// Deliveries waiting in memory (due or backing off). Beyond it a new delivery is stored
 /// `failed` ("shed") at once rather than let memory grow behind a dead receiver.
 pub const MAX_PENDING: usize = 10_000;
@@ -185,6 +190,7 @@ pub async fn run(state: AppState, mut inbox: Inbox, mut shutdown: Shutdown) {
         client,
         settings: handle.settings,
         permits: Arc::new(Semaphore::new(MAX_CONCURRENT_ATTEMPTS)),
+        per_webhook: Arc::default(),
         pending: Arc::default(),
         counters: handle.counters.clone(),
         shutdown: shutdown.clone(),
@@ -242,6 +248,8 @@ struct Courier {
     client: reqwest::Client,
     settings: Settings,
     permits: Arc<Semaphore>,
+    /// Per webhook id: its [`MAX_ATTEMPTS_PER_WEBHOOK`] permits.
+    per_webhook: Arc<DashMap<u64, Arc<Semaphore>>>,
     /// Deliveries with a task, for [`MAX_PENDING`].
     pending: Arc<AtomicUsize>,
     counters: Arc<Counters>,
@@ -351,10 +359,19 @@ impl Courier {
         while let Some(due) = delivery.next_attempt_at {
             let wait = (due - Utc::now()).to_std().unwrap_or_default();
             let permits = self.permits.clone();
+            let own = self
+                .per_webhook
+                .entry(delivery.webhook_id)
+                .or_insert_with(|| Arc::new(Semaphore::new(MAX_ATTEMPTS_PER_WEBHOOK)))
+                .clone();
             let permit = tokio::select! {
                 permit = async move {
                     tokio::time::sleep(wait).await;
-                    permits.acquire_owned().await
+                    // The webhook's own permit first: deliveries waiting for a busy
+                    // receiver hold none of the shared ones.
+                    let own = own.acquire_owned().await?;
+                    let shared = permits.acquire_owned().await?;
+                    Ok::<_, tokio::sync::AcquireError>((own, shared))
                 } => match permit {
                     Ok(permit) => permit,
                     Err(_) => return,
