@@ -74,6 +74,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
         store.clone(),
         shutdown.clone(),
     ));
+    // Before ingest: jobs that finish while the coordinator starts get their webhooks.
+    tokio::spawn(webhooks::run(
+        state.clone(),
+        webhook_inbox,
+        shutdown.clone(),
+    ));
     tokio::spawn(ingest::run(state.clone(), shutdown.clone()));
     tokio::spawn(dispatch::redispatch_loop(state.clone(), shutdown.clone()));
     tokio::spawn(dispatch::release_loop(state.clone(), shutdown.clone()));
@@ -84,11 +90,6 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
         shutdown.clone(),
     ));
     tokio::spawn(agents::reap_loop(state.clone(), shutdown.clone()));
-    tokio::spawn(webhooks::run(
-        state.clone(),
-        webhook_inbox,
-        shutdown.clone(),
-    ));
     tokio::spawn(cancel::resend_loop(
         client.clone(),
         store.clone(),

@@ -601,6 +601,23 @@ async fn bad_webhook_requests_are_refused_and_write_nothing() {
 
     let (_, list) = stack.get("/webhooks").await;
     assert_eq!(list["pagination"]["total"], 0, "{list}");
+    // And the document describes every webhook route.
+    let (_, document) = stack
+        .request(Method::GET, "/openapi.json", None, None)
+        .await;
+    for (method, path) in [
+        ("get", "/webhooks"),
+        ("post", "/webhooks"),
+        ("get", "/webhooks/{id}"),
+        ("put", "/webhooks/{id}"),
+        ("delete", "/webhooks/{id}"),
+        ("get", "/webhooks/{id}/deliveries"),
+    ] {
+        assert!(
+            document["paths"][path][method].is_object(),
+            "{method} {path} is documented"
+        );
+    }
     let (_, audit_after) = stack.get("/audit").await;
     assert_eq!(audit_after["pagination"]["total"], audit_total);
 

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, broadcast, mpsc};
 
 /// HTTP attempts in flight at once, over all webhooks: a slow receiver holds at most
 /// this many while the others wait their turn.
@@ -175,8 +175,23 @@ impl Webhooks {
 }
 
 /// Turns job status changes and offered alerts into deliveries until `shutdown`.
-pub async fn run(state: AppState, mut inbox: Inbox, mut shutdown: Shutdown) {
-    let mut statuses = state.hub.statuses();
+/// Subscribes to the hub when called, not when first polled: spawned before ingest
+/// starts, it misses no job that finishes while the coordinator starts up.
+pub fn run(
+    state: AppState,
+    inbox: Inbox,
+    shutdown: Shutdown,
+) -> impl Future<Output = ()> + Send + 'static {
+    let statuses = state.hub.statuses();
+    serve(state, inbox, statuses, shutdown)
+}
+
+async fn serve(
+    state: AppState,
+    mut inbox: Inbox,
+    mut statuses: broadcast::Receiver<StatusEvent>,
+    mut shutdown: Shutdown,
+) {
     let handle = state.webhooks.clone();
     let client = match deliver::client(handle.settings.timeout) {
         Ok(client) => client,
