@@ -28,6 +28,13 @@ pub const DEFAULT_ALERT_LONG_RUNNING_FACTOR: f64 = 3.0;
 /// ...and never before five minutes.
 pub const DEFAULT_ALERT_LONG_RUNNING_MIN_SECS: u64 = 300;
 pub const DEFAULT_ALERT_BACKLOG_JOBS: u64 = 20;
+/// Wait after a webhook delivery's first failure; doubles after each further one
+/// (1, 2, 4, 8, 16 s with the default attempts).
+pub const DEFAULT_WEBHOOK_RETRY_BASE_MS: u64 = 1000;
+/// Attempts of a webhook delivery before it is marked failed.
+pub const DEFAULT_WEBHOOK_MAX_ATTEMPTS: u32 = 6;
+/// Time a webhook receiver has to answer one attempt.
+pub const DEFAULT_WEBHOOK_TIMEOUT_MS: u64 = 5000;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -83,6 +90,16 @@ pub struct Config {
     /// Seconds over which a backlog must have grown to alert.
     #[arg(long, env = "DROVER_ALERT_BACKLOG_WINDOW_SECS", default_value_t = DEFAULT_ALERT_BACKLOG_WINDOW_SECS)]
     pub alert_backlog_window_secs: u64,
+    /// Milliseconds to wait after a webhook delivery's first failed attempt; the wait
+    /// doubles after each further failure.
+    #[arg(long, env = "DROVER_WEBHOOK_RETRY_BASE_MS", default_value_t = DEFAULT_WEBHOOK_RETRY_BASE_MS)]
+    pub webhook_retry_base_ms: u64,
+    /// Attempts of a webhook delivery (the first one included) before it is failed.
+    #[arg(long, env = "DROVER_WEBHOOK_MAX_ATTEMPTS", default_value_t = DEFAULT_WEBHOOK_MAX_ATTEMPTS)]
+    pub webhook_max_attempts: u32,
+    /// Milliseconds a webhook receiver has to answer one attempt (connect to last byte).
+    #[arg(long, env = "DROVER_WEBHOOK_TIMEOUT_MS", default_value_t = DEFAULT_WEBHOOK_TIMEOUT_MS)]
+    pub webhook_timeout_ms: u64,
 }
 
 impl Config {
@@ -139,6 +156,18 @@ impl Config {
             || self.alert_consecutive_failures == 0
         {
             return Err("--alert-window-secs, --alert-backlog-window-secs and --alert-consecutive-failures must be at least 1".into());
+        }
+        if self.webhook_retry_base_ms == 0 {
+            return Err("--webhook-retry-base-ms must be at least 1".into());
+        }
+        if !(1..=20).contains(&self.webhook_max_attempts) {
+            return Err(format!(
+                "--webhook-max-attempts is {}; use 1 to 20",
+                self.webhook_max_attempts
+            ));
+        }
+        if self.webhook_timeout_ms == 0 {
+            return Err("--webhook-timeout-ms must be at least 1".into());
         }
         if self.jobs_max_age_hours == 0 {
             return Err("--jobs-max-age-hours must be at least 1".into());

@@ -8,9 +8,10 @@
 //! stream, stores, and acknowledges only after the commit; then the [`hub`] wakes live
 //! watchers, which [`follow`] a job by reading the store (SSE, WebSocket). Readers see
 //! the store through snapshots and never wait for the writer. The [`monitor`] counts
-//! jobs for `/metrics` ([`metrics`]) and evaluates the built-in [`alerts`]. The API also
-//! serves the web UI (`api/ui.rs`), whose files in `dashboards/ui/` are compiled into the
-//! binary.
+//! jobs for `/metrics` ([`metrics`]) and evaluates the built-in [`alerts`]. Finished jobs
+//! and alerts become signed HTTP deliveries to admin-registered URLs in [`webhooks`],
+//! which only listens to the hub and never holds up the job path. The API also serves the
+//! web UI (`api/ui.rs`), whose files in `dashboards/ui/` are compiled into the binary.
 
 pub mod agents;
 pub mod alerts;
@@ -33,6 +34,7 @@ pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod validate;
+pub mod webhooks;
 
 use crate::api::AppState;
 use crate::config::Config;
@@ -55,6 +57,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
     let js = async_nats::jetstream::new(client.clone());
     bus::ensure_streams(&js, Duration::from_secs(config.jobs_max_age_hours * 3600)).await?;
 
+    let (webhooks, webhook_inbox) = webhooks::channel(webhooks::Settings::from_config(&config));
     let state = AppState {
         store: store.clone(),
         client: client.clone(),
@@ -69,6 +72,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
             config.thresholds(),
             Duration::from_secs(config.monitor_interval_secs),
         )),
+        webhooks,
     };
     let republished = dispatch::republish_pending(&store, &js).await?;
     if republished > 0 {
@@ -77,6 +81,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
     tokio::spawn(claims::serve(
         client.clone(),
         store.clone(),
+        shutdown.clone(),
+    ));
+    // Before ingest: jobs that finish while the coordinator starts get their webhooks.
+    tokio::spawn(webhooks::run(
+        state.clone(),
+        webhook_inbox,
         shutdown.clone(),
     ));
     tokio::spawn(ingest::run(state.clone(), shutdown.clone()));

@@ -5,7 +5,7 @@
 //! at the store, the agents' heartbeats and the NATS connection every
 //! `--monitor-interval-secs`, replaces the metrics' gauges, evaluates the alert
 //! conditions ([`crate::alerts`]) and publishes each alert that fires or resolves on
-//! `drover.alerts.<kind>`.
+//! `drover.alerts.<kind>` and to the webhooks subscribed to `alert`.
 
 use crate::agents::Registry;
 use crate::alerts::{Alerts, BacklogHistory, Observation, PoolView, Thresholds, conditions};
@@ -152,6 +152,13 @@ pub async fn rounds(state: AppState, mut shutdown: Shutdown) {
         for alert in changes {
             tracing::warn!(kind = alert.kind.as_str(), subject = %alert.subject, state = ?alert.state, message = %alert.message, "alert");
             publish(&state.client, &alert).await;
+            match serde_json::to_value(&alert) {
+                // Never waits: a full queue drops the delivery and counts it.
+                Ok(body) => {
+                    state.webhooks.offer_alert(body);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot encode an alert for webhooks"),
+            }
         }
     }
 }

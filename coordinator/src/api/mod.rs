@@ -21,7 +21,8 @@ mod tickets;
 mod timeline;
 mod ui;
 mod users;
-mod views;
+pub(crate) mod views;
+mod webhooks;
 mod ws;
 
 pub use auth::hash_token;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub counters: Arc<crate::telemetry::Counters>,
     /// Metrics and built-in alerts: `GET /metrics`, `GET /alerts`.
     pub monitor: Arc<crate::monitor::Monitor>,
+    /// Hands alerts to the webhook loop ([`crate::webhooks::Webhooks::offer_alert`]).
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 pub fn routes(
@@ -65,7 +68,9 @@ pub fn routes(
     jobs_routes(state.clone())
         .or(catalog_routes(state.clone()))
         .unify()
-        .or(people_routes(state))
+        .or(people_routes(state.clone()))
+        .unify()
+        .or(webhook_routes(state))
         .unify()
         .or(ui::routes())
         .unify()
@@ -370,6 +375,57 @@ fn people_routes(state: AppState) -> Route {
         .or(audit_trail)
         .unify()
         .or(agents)
+        .unify()
+        .boxed()
+}
+
+/// `/webhooks`: list, create, get, replace, delete, and each one's delivery log.
+fn webhook_routes(state: AppState) -> Route {
+    let s = || with(state.clone());
+    let create = warp::path!("webhooks")
+        .and(warp::post())
+        .and(s())
+        .and(auth())
+        .and(json_body())
+        .then(webhooks::create);
+    let list = warp::path!("webhooks")
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .and(query())
+        .then(webhooks::list);
+    let get = warp::path!("webhooks" / String)
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .then(|id, state, auth| webhooks::get(state, id, auth));
+    let update = warp::path!("webhooks" / String)
+        .and(warp::put())
+        .and(s())
+        .and(auth())
+        .and(json_body())
+        .then(|id, state, auth, body| webhooks::update(state, id, auth, body));
+    let delete = warp::path!("webhooks" / String)
+        .and(warp::delete())
+        .and(s())
+        .and(auth())
+        .then(|id, state, auth| webhooks::delete(state, id, auth));
+    let deliveries = warp::path!("webhooks" / String / "deliveries")
+        .and(warp::get())
+        .and(s())
+        .and(auth())
+        .and(query())
+        .then(|id, state, auth, query| webhooks::deliveries(state, id, auth, query));
+    create
+        .or(list)
+        .unify()
+        .or(get)
+        .unify()
+        .or(update)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(deliveries)
         .unify()
         .boxed()
 }

@@ -14,6 +14,7 @@ use super::reply::ErrorBody;
 use super::timeline::{self, TimelineView};
 use super::users::{CreateUser, Login};
 use super::views::{EventPageView, HostsView, JobView, LogPageView, PlaybookView, ServerView};
+use super::webhooks::{CreateWebhook, DeliveryView, WebhookView};
 use super::{jobs, log_filter, query};
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
@@ -453,6 +454,66 @@ const OPERATIONS: &[Operation] = &[
         (200, "AgentsView"),
         &[],
     ),
+    op(
+        Get,
+        "/webhooks",
+        "List webhooks",
+        Some("admin"),
+        &PAGE,
+        None,
+        (200, "WebhookPage"),
+        &[],
+    ),
+    op(
+        Post,
+        "/webhooks",
+        "Create a webhook (its secret is shown only here)",
+        Some("admin"),
+        &[],
+        Some("CreateWebhook"),
+        (201, "WebhookView"),
+        &[413],
+    ),
+    op(
+        Get,
+        "/webhooks/{id}",
+        "A webhook (without its secret)",
+        Some("admin"),
+        &[],
+        None,
+        (200, "WebhookView"),
+        &[404],
+    ),
+    op(
+        Put,
+        "/webhooks/{id}",
+        "Replace a webhook (the secret only if given)",
+        Some("admin"),
+        &[],
+        Some("CreateWebhook"),
+        (200, "WebhookView"),
+        &[404, 413],
+    ),
+    op(
+        Delete,
+        "/webhooks/{id}",
+        "Delete a webhook and its delivery log",
+        Some("admin"),
+        &[],
+        None,
+        (200, "Deleted"),
+        &[404],
+    ),
+    op(
+        Get,
+        "/webhooks/{id}/deliveries",
+        "A webhook's deliveries and their attempts, newest first",
+        Some("admin"),
+        &PAGE,
+        None,
+        (200, "DeliveryPage"),
+        &[404],
+    ),
 ];
 
 #[allow(clippy::too_many_arguments)]
@@ -528,6 +589,9 @@ pub fn document() -> OpenApi {
         .register::<AuditView>()
         .register::<AgentsView>()
         .register::<AlertsView>()
+        .register::<CreateWebhook>()
+        .register::<WebhookView>()
+        .register::<DeliveryView>()
         .register::<Pagination>()
         .page::<JobSummaryView>("JobPage")
         .page::<PlaybookView>("PlaybookPage")
@@ -535,6 +599,8 @@ pub fn document() -> OpenApi {
         .page::<UserView>("UserPage")
         .page::<TicketView>("TicketPage")
         .page::<AuditView>("AuditPage")
+        .page::<WebhookView>("WebhookPage")
+        .page::<DeliveryView>("DeliveryPage")
         .register::<HealthView>()
         .schema("Document", object())
         .schema(

@@ -19,6 +19,7 @@ mod server_queue;
 mod tables;
 mod timeline;
 mod users;
+mod webhooks;
 mod writer;
 
 pub use audit::{Audit, AuditQuery};
@@ -37,6 +38,10 @@ pub use records::{
 };
 pub use timeline::HourBucket;
 pub use users::NewUser;
+pub use webhooks::{
+    AttemptRecord, DELIVERIES_KEPT, DeliveryRecord, DeliveryState, NewDelivery, NewWebhook,
+    WebhookRecord,
+};
 
 use crate::error::Error;
 use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};

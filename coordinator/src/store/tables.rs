@@ -7,7 +7,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Id counters: `next_user`, `next_token`, `next_playbook`, `next_server`, `next_job`,
-/// `next_log`, `next_ticket`, `next_audit`.
+/// `next_log`, `next_ticket`, `next_audit`,
+/// `next_webhook`, `next_webhook_delivery`.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
 pub const USERNAMES: TableDefinition<&str, u64> = TableDefinition::new("usernames");
@@ -57,6 +58,16 @@ pub const AUDIT_BY_USER: TableDefinition<(u64, u64), ()> = TableDefinition::new(
 pub const LOGS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("logs");
 /// (job id, event counter) → event.
 pub const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
+/// Webhook id → webhook (url, events, secret).
+pub const WEBHOOKS: TableDefinition<u64, &[u8]> = TableDefinition::new("webhooks");
+/// Delivery id → delivery with every attempt: the delivery log.
+pub const WEBHOOK_DELIVERIES: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("webhook_deliveries");
+/// (webhook id, delivery id): one webhook's log, newest last.
+pub const WEBHOOK_DELIVERIES_BY_HOOK: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("webhook_deliveries_by_hook");
+/// Deliveries not settled yet, resumed when the coordinator starts.
+pub const WEBHOOK_PENDING: TableDefinition<u64, ()> = TableDefinition::new("webhook_pending");
 
 pub fn create_all(tx: &WriteTransaction) -> Result<(), Error> {
     tx.open_table(META)?;
@@ -85,6 +96,10 @@ pub fn create_all(tx: &WriteTransaction) -> Result<(), Error> {
     tx.open_table(AUDIT_BY_USER)?;
     tx.open_table(LOGS)?;
     tx.open_table(EVENTS)?;
+    tx.open_table(WEBHOOKS)?;
+    tx.open_table(WEBHOOK_DELIVERIES)?;
+    tx.open_table(WEBHOOK_DELIVERIES_BY_HOOK)?;
+    tx.open_table(WEBHOOK_PENDING)?;
     Ok(())
 }
 
