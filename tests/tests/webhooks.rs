@@ -720,7 +720,11 @@ async fn alerts_reach_the_webhooks_subscribed_to_them() {
     let alerts = Receiver::start(Answer::Status(200)).await;
     let jobs = Receiver::start(Answer::Status(200)).await;
     let (_, secret) = webhook(&stack, json!({"url": alerts.url, "events": ["alert"]})).await;
-    webhook(&stack, json!({"url": jobs.url, "events": ["job.finished", "job.failed"]})).await;
+    webhook(
+        &stack,
+        json!({"url": jobs.url, "events": ["job.finished", "job.failed"]}),
+    )
+    .await;
     // A pool with a server and no agent: the no_agent alert fires after the lease.
     stack
         .server(json!({"hostname": "edge-host", "ip_address": "127.0.0.1", "connection": "local", "pool": "edge-9"}))
@@ -728,7 +732,11 @@ async fn alerts_reach_the_webhooks_subscribed_to_them() {
     let got = alerts.wait_for(1, Duration::from_secs(20)).await;
     let delivery = &got[0];
     assert!(
-        verify(&secret, &delivery.body, delivery.header("x-drover-signature")),
+        verify(
+            &secret,
+            &delivery.body,
+            delivery.header("x-drover-signature")
+        ),
         "signature of {:?}",
         delivery.headers
     );

@@ -86,6 +86,8 @@ pub struct HealthView {
     #[schema(value_type = String)]
     pub status: &'static str,
     pub counters: crate::telemetry::CountersView,
+    /// What the webhook loop shed or missed (a full queue never slows jobs).
+    pub webhooks: crate::webhooks::CountersView,
 }
 
 fn with(state: AppState) -> BoxedFilter<(AppState,)> {
@@ -117,6 +119,7 @@ fn jobs_routes(state: AppState) -> Route {
                 &HealthView {
                     status: "ok",
                     counters: state.counters.snapshot(),
+                    webhooks: state.webhooks.counters(),
                 },
             )
         });

@@ -112,7 +112,8 @@ struct Counters {
 }
 
 /// A snapshot of what the webhook loop shed or missed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookCounters)]
 pub struct CountersView {
     /// Job status changes the loop fell too far behind to see.
     pub events_missed: u64,
