@@ -62,6 +62,10 @@ pub struct Config {
     /// ("agent <id> lost while running") and its claimed ones go back to the pool.
     #[arg(long, env = "DROVER_AGENT_LEASE_SECS", default_value_t = DEFAULT_AGENT_LEASE_SECS)]
     pub agent_lease_secs: u64,
+    /// Directory of playbook files: a playbook may be registered by a `file_path`
+    /// relative to it instead of its `content`.
+    #[arg(long, env = "DROVER_PLAYBOOK_DIR")]
+    pub playbook_dir: Option<PathBuf>,
     /// Seconds between monitoring rounds: `/metrics` gauges and the built-in alerts.
     #[arg(long, env = "DROVER_MONITOR_INTERVAL_SECS", default_value_t = DEFAULT_MONITOR_INTERVAL_SECS)]
     pub monitor_interval_secs: u64,
@@ -135,6 +139,14 @@ impl Config {
         }
         if self.agent_lease_secs == 0 {
             return Err("--agent-lease-secs must be at least 1".into());
+        }
+        if let Some(dir) = &self.playbook_dir
+            && !dir.is_dir()
+        {
+            return Err(format!(
+                "--playbook-dir '{}' is not a directory; create it or leave the flag out",
+                dir.display()
+            ));
         }
         if self.monitor_interval_secs == 0 {
             return Err("--monitor-interval-secs must be at least 1".into());

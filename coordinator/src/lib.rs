@@ -28,6 +28,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod monitor;
 pub mod password;
+pub mod playbook_files;
 pub mod playbook_yaml;
 pub mod redact;
 pub mod shutdown;
@@ -68,6 +69,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
             config.agent_lease_secs,
         ))),
         counters: Arc::default(),
+        playbook_dir: config.playbook_dir.clone().map(Arc::new),
         monitor: Arc::new(monitor::Monitor::new(
             config.thresholds(),
             Duration::from_secs(config.monitor_interval_secs),

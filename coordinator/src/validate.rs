@@ -81,13 +81,19 @@ pub fn ssh_port(port: u32) -> Result<u16, Error> {
 /// Key paths are resolved inside the agent's `--key-dir`: they must be relative and must
 /// not climb out of it.
 pub fn ssh_key_path(value: &str) -> Result<(), Error> {
+    relative_path("ssh_key_path", value, "the agent's key directory")
+}
+
+/// A path that stays inside `inside`: relative, no `..`, no NUL.
+pub fn relative_path(field: &str, value: &str, inside: &str) -> Result<(), Error> {
     let path = Path::new(value);
     let escapes = path
         .components()
         .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
-    if value.is_empty() || escapes || value.contains('\0') {
+    if value.is_empty() || value.len() > 4096 || escapes || value.contains('\0') {
         return Err(Error::Invalid(format!(
-            "ssh_key_path '{value}' must be a relative path inside the agent's key directory, without '..'"
+            "{field} '{}' must be a relative path inside {inside}, without '..'",
+            value.escape_debug()
         )));
     }
     Ok(())

@@ -10,16 +10,18 @@ use super::query::{self, Query, parse_id};
 use super::reply::respond;
 use super::views::{PlaybookView, ServerView};
 use crate::error::Error;
-use crate::playbook_yaml;
 use crate::store::{
     Audit, NewPlaybook, NewServer, Page, Paged, PlaybookRecord, Role, ServerRecord, Store,
 };
 use crate::validate;
+use crate::{playbook_files, playbook_yaml};
 use bytes::Bytes;
 use drover_shared::Connection;
 use drover_shared::protocol::DEFAULT_POOL;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
 use utoipa::ToSchema;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -36,7 +38,11 @@ pub struct CreatePlaybook {
     name: String,
     #[serde(default)]
     description: String,
-    content: String,
+    /// The playbook's YAML; or give `file_path` instead.
+    content: Option<String>,
+    /// A YAML file under the coordinator's `--playbook-dir`, read now and on
+    /// `POST /playbooks/{id}/sync`; or give `content` instead.
+    file_path: Option<String>,
     /// Default timeout in seconds for jobs of this playbook.
     timeout: Option<u64>,
     /// Jobs of this playbook may run while others run on the same server.
@@ -83,10 +89,25 @@ fn default_pool() -> String {
 }
 
 impl CreatePlaybook {
-    /// Checks every field; the YAML must parse and be a list of plays.
-    fn validated(self) -> Result<NewPlaybook, Error> {
+    /// Checks every field, reading `file_path` if given; the YAML must parse and be a
+    /// list of plays.
+    async fn validated(self, playbook_dir: Option<Arc<PathBuf>>) -> Result<NewPlaybook, Error> {
         validate::non_empty("name", &self.name, 200)?;
-        validate::non_empty("content", &self.content, validate::MAX_PLAYBOOK_BYTES)?;
+        let content = match (self.content, &self.file_path) {
+            (Some(content), None) => content,
+            (None, Some(path)) => playbook_files::read_async(playbook_dir, path.clone()).await?,
+            (Some(_), Some(_)) => {
+                return Err(Error::Invalid(
+                    "give either content or file_path, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(Error::Invalid(
+                    "content is missing; give the playbook's YAML as content, or a file_path under the coordinator's --playbook-dir".into(),
+                ));
+            }
+        };
+        validate::non_empty("content", &content, validate::MAX_PLAYBOOK_BYTES)?;
         if self.description.len() > MAX_DESCRIPTION {
             return Err(Error::Invalid(format!(
                 "description is {} bytes; the limit is {MAX_DESCRIPTION}",
@@ -96,18 +117,19 @@ impl CreatePlaybook {
         if self.timeout == Some(0) {
             return Err(Error::Invalid("timeout must be at least 1 second".into()));
         }
-        playbook_yaml::check(&self.content)?;
+        playbook_yaml::check(&content)?;
         Ok(NewPlaybook {
             name: self.name,
             description: self.description,
-            content: self.content,
+            content,
+            file_path: self.file_path,
             timeout_secs: self.timeout,
             allow_simultaneous: self.allow_simultaneous,
         })
     }
 
     fn audited(&self) -> serde_json::Value {
-        serde_json::json!({"name": self.name, "description": self.description, "timeout": self.timeout, "allow_simultaneous": self.allow_simultaneous, "content_bytes": self.content.len()})
+        serde_json::json!({"name": self.name, "description": self.description, "timeout": self.timeout, "allow_simultaneous": self.allow_simultaneous, "content_bytes": self.content.as_ref().map(String::len), "file_path": self.file_path})
     }
 }
 
@@ -157,12 +179,12 @@ pub trait Kind: Send + Sync + 'static {
     fn audited(request: &Self::Request) -> serde_json::Value;
     fn view(record: Self::Record, role: Role) -> Self::View;
     fn create(
-        store: &Store,
+        state: &AppState,
         request: Self::Request,
         audit: Audit,
     ) -> impl Future<Output = Result<Self::Record, Error>> + Send;
     fn update(
-        store: &Store,
+        state: &AppState,
         id: u64,
         request: Self::Request,
         audit: Audit,
@@ -199,19 +221,21 @@ impl Kind for Playbooks {
         PlaybookView::from(record)
     }
     async fn create(
-        store: &Store,
+        state: &AppState,
         request: CreatePlaybook,
         audit: Audit,
     ) -> Result<PlaybookRecord, Error> {
-        store.create_playbook(request.validated()?, audit).await
+        let new = request.validated(state.playbook_dir.clone()).await?;
+        state.store.create_playbook(new, audit).await
     }
     async fn update(
-        store: &Store,
+        state: &AppState,
         id: u64,
         request: CreatePlaybook,
         audit: Audit,
     ) -> Result<PlaybookRecord, Error> {
-        store.update_playbook(id, request.validated()?, audit).await
+        let new = request.validated(state.playbook_dir.clone()).await?;
+        state.store.update_playbook(id, new, audit).await
     }
     async fn delete(store: &Store, id: u64, audit: Audit) -> Result<(), Error> {
         store.delete_playbook(id, audit).await
@@ -238,19 +262,22 @@ impl Kind for Servers {
         ServerView::for_role(record, role)
     }
     async fn create(
-        store: &Store,
+        state: &AppState,
         request: CreateServer,
         audit: Audit,
     ) -> Result<ServerRecord, Error> {
-        store.create_server(request.validated()?, audit).await
+        state.store.create_server(request.validated()?, audit).await
     }
     async fn update(
-        store: &Store,
+        state: &AppState,
         id: u64,
         request: CreateServer,
         audit: Audit,
     ) -> Result<ServerRecord, Error> {
-        store.update_server(id, request.validated()?, audit).await
+        state
+            .store
+            .update_server(id, request.validated()?, audit)
+            .await
     }
     async fn delete(store: &Store, id: u64, audit: Audit) -> Result<(), Error> {
         store.delete_server(id, audit).await
@@ -270,7 +297,7 @@ pub async fn create<K: Kind>(state: AppState, auth: Option<String>, raw: Bytes) 
         let request: K::Request = body::parse(&raw)?;
         let action = format!("POST /{}", K::SEGMENT);
         let audit = audit::entry(&user, &action, K::audited(&request));
-        let record = K::create(&state.store, request, audit).await?;
+        let record = K::create(&state, request, audit).await?;
         Ok::<_, Error>(K::view(record, user.role))
     }
     .await;
@@ -292,7 +319,7 @@ pub async fn update<K: Kind>(
         params["id"] = record_id.into();
         let action = format!("PUT /{}/{{id}}", K::SEGMENT);
         let audit = audit::entry(&user, &action, params);
-        let record = K::update(&state.store, record_id, request, audit).await?;
+        let record = K::update(&state, record_id, request, audit).await?;
         Ok::<_, Error>(K::view(record, user.role))
     }
     .await;
@@ -335,6 +362,40 @@ pub async fn list<K: Kind>(state: AppState, auth: Option<String>, query: Query) 
         let user = authorize(&state.store, auth.as_deref(), Role::Viewer).await?;
         let page = K::list(&state.store, query::page(&query)?).await?;
         Ok::<_, Error>(PageView::new(page, |record| K::view(record, user.role)))
+    }
+    .await;
+    respond(StatusCode::OK, result)
+}
+
+/// `POST /playbooks/{id}/sync` (operators): reads a `file_path` playbook's file again;
+/// its next jobs run what it holds now. 409 for a playbook with inline content.
+pub async fn sync_playbook(state: AppState, id: String, auth: Option<String>) -> Response {
+    let result = async {
+        let user = authorize(&state.store, auth.as_deref(), Role::Operator).await?;
+        let record_id = parse_id(Playbooks::NAME, &id)?;
+        let current = state
+            .store
+            .playbook(record_id)
+            .await?
+            .ok_or_else(|| Error::not_found(Playbooks::NAME, &id))?;
+        let Some(file_path) = current.file_path.clone() else {
+            return Err(Error::Conflict(format!(
+                "playbook {record_id} has inline content, not a file_path: update it with PUT"
+            )));
+        };
+        let request = CreatePlaybook {
+            name: current.name,
+            description: current.description,
+            content: None,
+            file_path: Some(file_path),
+            timeout: current.timeout_secs,
+            allow_simultaneous: current.allow_simultaneous,
+        };
+        let mut params = request.audited();
+        params["id"] = record_id.into();
+        let audit = audit::entry(&user, "POST /playbooks/{id}/sync", params);
+        let record = Playbooks::update(&state, record_id, request, audit).await?;
+        Ok::<_, Error>(PlaybookView::from(record))
     }
     .await;
     respond(StatusCode::OK, result)

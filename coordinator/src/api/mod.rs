@@ -56,6 +56,8 @@ pub struct AppState {
     pub agents: Arc<crate::agents::Registry>,
     /// What was refused or repeated, for `GET /healthz`.
     pub counters: Arc<crate::telemetry::Counters>,
+    /// `--playbook-dir`: where playbooks registered by `file_path` are read.
+    pub playbook_dir: Option<Arc<std::path::PathBuf>>,
     /// Metrics and built-in alerts: `GET /metrics`, `GET /alerts`.
     pub monitor: Arc<crate::monitor::Monitor>,
     /// Hands alerts to the webhook loop ([`crate::webhooks::Webhooks::offer_alert`]).
@@ -248,8 +250,15 @@ fn jobs_routes(state: AppState) -> Route {
 }
 
 fn catalog_routes(state: AppState) -> Route {
+    let sync = warp::path!("playbooks" / String / "sync")
+        .and(warp::post())
+        .and(with(state.clone()))
+        .and(auth())
+        .then(|id, state, auth| catalog::sync_playbook(state, id, auth));
     catalog_kind::<catalog::Playbooks>(state.clone())
         .or(catalog_kind::<catalog::Servers>(state))
+        .unify()
+        .or(sync)
         .unify()
         .boxed()
 }

@@ -295,6 +295,16 @@ const OPERATIONS: &[Operation] = &[
         &[404, 413],
     ),
     op(
+        Post,
+        "/playbooks/{id}/sync",
+        "Read a file_path playbook's file again (409 for inline content)",
+        Some("operator"),
+        &[],
+        None,
+        (200, "PlaybookView"),
+        &[404, 409],
+    ),
+    op(
         Delete,
         "/playbooks/{id}",
         "Delete a playbook no job uses",

@@ -199,6 +199,8 @@ pub struct PlaybookView {
     pub name: String,
     pub description: String,
     pub content: String,
+    /// Where `content` was read from, under the coordinator's `--playbook-dir`.
+    pub file_path: Option<String>,
     pub timeout: Option<u64>,
     pub allow_simultaneous: bool,
     pub created_at: String,
@@ -212,6 +214,7 @@ impl From<PlaybookRecord> for PlaybookView {
             name: p.name,
             description: p.description,
             content: p.content,
+            file_path: p.file_path,
             timeout: p.timeout_secs,
             allow_simultaneous: p.allow_simultaneous,
             created_at: timestamp(p.created_at),

@@ -22,6 +22,7 @@ pub struct NewPlaybook {
     pub name: String,
     pub description: String,
     pub content: String,
+    pub file_path: Option<String>,
     pub timeout_secs: Option<u64>,
     pub allow_simultaneous: bool,
 }
@@ -147,6 +148,7 @@ impl NewPlaybook {
             name: self.name,
             description: self.description,
             content: self.content,
+            file_path: self.file_path,
             timeout_secs: self.timeout_secs,
             allow_simultaneous: self.allow_simultaneous,
             created_at,

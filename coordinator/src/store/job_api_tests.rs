@@ -39,6 +39,7 @@ async fn fixture() -> Fixture {
                     name: format!("playbook-{i}"),
                     description: String::new(),
                     content: "- hosts: all\n".into(),
+                    file_path: None,
                     timeout_secs: None,
                     // These tests are about lists and counts, not about servers' queues.
                     allow_simultaneous: true,
@@ -638,6 +639,7 @@ async fn one_job_at_a_time_per_server_in_submission_order() {
                 name: "alone".into(),
                 description: String::new(),
                 content: "- hosts: all\n".into(),
+                file_path: None,
                 timeout_secs: None,
                 allow_simultaneous: false,
             },

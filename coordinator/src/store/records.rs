@@ -99,6 +99,9 @@ pub struct PlaybookRecord {
     pub name: String,
     pub description: String,
     pub content: String,
+    /// Where `content` was read from, under `--playbook-dir`; `None` for inline content.
+    #[serde(default)]
+    pub file_path: Option<String>,
     /// Default wall-clock limit for jobs of this playbook.
     pub timeout_secs: Option<u64>,
     /// Jobs of this playbook may run while other jobs run on the same server (AWX's

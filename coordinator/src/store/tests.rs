@@ -20,6 +20,7 @@ async fn store_with_job() -> (tempfile::TempDir, Store, JobRecord) {
                 name: "p".into(),
                 description: String::new(),
                 content: "- hosts: all\n".into(),
+                file_path: None,
                 timeout_secs: Some(60),
                 allow_simultaneous: false,
             },
