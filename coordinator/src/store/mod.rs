@@ -65,6 +65,9 @@ pub struct Store {
     /// Set when a job was held for its server since the last look found none: spares the
     /// release check a read after every status change when nothing waits.
     held_hint: Arc<std::sync::atomic::AtomicBool>,
+    /// Webhooks in the store: while there are none, the webhook loop skips its read of
+    /// each finished job.
+    webhooks_stored: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Most store reads in flight; more wait their turn (reads take well under 1 ms).
@@ -85,6 +88,10 @@ impl Store {
         );
         let setup = db.begin_write().map_err(redb::Error::from)?;
         tables::create_all(&setup)?;
+        let webhooks = {
+            use redb::ReadableTableMetadata;
+            setup.open_table(tables::WEBHOOKS)?.len()?
+        };
         setup.commit().map_err(redb::Error::from)?;
         let writer = writer::spawn(db.clone());
         Ok(Store {
@@ -93,6 +100,7 @@ impl Store {
             read_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_READS)),
             // A restart may find held jobs: look once.
             held_hint: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            webhooks_stored: Arc::new(std::sync::atomic::AtomicU64::new(webhooks)),
         })
     }
 
