@@ -101,7 +101,13 @@ impl Registry {
     }
 
     pub fn pool(&self, pool: &str, now: Instant) -> PoolState {
-        pool_state(&self.snapshot(now), pool, self.started)
+        self.pool_in(&self.snapshot(now), pool)
+    }
+
+    /// A pool's state from a [`Registry::snapshot`] already taken: one copy of the
+    /// registry for all pools.
+    pub fn pool_in(&self, snapshot: &[(AgentInfo, bool)], pool: &str) -> PoolState {
+        pool_state(snapshot, pool, self.started)
     }
 
     /// Why a pending job of `pool` has not started, if the agents explain it.

@@ -193,7 +193,7 @@ fn pools<'a>(
     names
         .into_iter()
         .map(|pool| {
-            let state = agents.pool(&pool, now);
+            let state = agents.pool_in(&snapshot, &pool);
             let view = PoolView {
                 agents_up: state.agents_up as u64,
                 slots: state.capacity,

@@ -2,6 +2,7 @@
 //! JetStream, the coordinator, agents and, where a test needs one, an sshd target — and
 //! stops them all when dropped.
 
+pub mod playbooks;
 mod sshd;
 mod stack;
 pub mod watchers;

@@ -2,29 +2,12 @@
 //! endpoint for every role, bad input that writes nothing, cancel of pending and running
 //! jobs (no process of the playbook left), retry, tickets, statistics, tokens, audit.
 
-use drover_tests::{ADMIN_TOKEN, RequestBody, Stack, StackOptions, processes_matching};
+use drover_tests::{ADMIN_TOKEN, RequestBody, Stack, StackOptions, playbooks, processes_matching};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(90);
-
-const OK_PLAYBOOK: &str = "\
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Say hello
-      command: /bin/true
-";
-
-const FAILING_PLAYBOOK: &str = "\
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Break
-      fail:
-        msg: Service not found
-";
 
 fn id(value: &Value) -> u64 {
     value["id"].as_u64().expect("id")
@@ -89,7 +72,7 @@ async fn every_endpoint_for_every_role() {
     let stack = no_agent().await;
     let viewer = user_token(&stack, "vera", "viewer").await;
     let operator = user_token(&stack, "otto", "operator").await;
-    let playbook = stack.playbook("p", OK_PLAYBOOK).await;
+    let playbook = stack.playbook("p", playbooks::OK).await;
     let server = stack.local_server().await;
     // Jobs for the routes that act on one: pending ones can be cancelled, cancelled ones
     // retried and ticketed.
@@ -101,7 +84,7 @@ async fn every_endpoint_for_every_role() {
         let (status, body) = stack.post(&format!("/jobs/{job}/cancel"), json!({})).await;
         assert_eq!(status, 200, "{body}");
     }
-    let yaml = json!({"name": "q", "content": OK_PLAYBOOK});
+    let yaml = json!({"name": "q", "content": playbooks::OK});
     let host =
         json!({"hostname": "h1", "ip_address": "10.0.0.1", "ssh_key_path": "web/id_ed25519"});
     // (method, path, body, least role, success status); per role a fresh target where the
@@ -185,7 +168,7 @@ async fn every_endpoint_for_every_role() {
             (
                 Method::PUT,
                 format!("/playbooks/{playbook}"),
-                Some(json!({"name": "p", "content": OK_PLAYBOOK})),
+                Some(json!({"name": "p", "content": playbooks::OK})),
                 "operator",
                 200,
             ),
@@ -243,7 +226,7 @@ async fn every_endpoint_for_every_role() {
         let (_, spare) = stack
             .post(
                 "/playbooks",
-                json!({"name": format!("spare{round}"), "content": OK_PLAYBOOK}),
+                json!({"name": format!("spare{round}"), "content": playbooks::OK}),
             )
             .await;
         let (status, _) = call(
@@ -300,7 +283,7 @@ async fn every_endpoint_for_every_role() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_its_status_and_writes_nothing() {
     let stack = no_agent().await;
-    let playbook = stack.playbook("p", OK_PLAYBOOK).await;
+    let playbook = stack.playbook("p", playbooks::OK).await;
     let server = stack.local_server().await;
     let pending = id(&stack.submit(playbook, server, json!({})).await);
     let audit_before = total(&stack, "/audit").await;
@@ -333,7 +316,7 @@ async fn bad_input_is_refused_with_its_status_and_writes_nothing() {
         (
             Method::PUT,
             "/playbooks/999".into(),
-            j(json!({"name": "y", "content": OK_PLAYBOOK})),
+            j(json!({"name": "y", "content": playbooks::OK})),
             404,
             "playbook 999",
         ),
@@ -541,7 +524,7 @@ async fn bad_input_is_refused_with_its_status_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_pending_job_never_starts() {
     let mut stack = no_agent().await;
-    let playbook = stack.playbook("p", OK_PLAYBOOK).await;
+    let playbook = stack.playbook("p", playbooks::OK).await;
     let server = stack.local_server().await;
     let job = id(&stack.submit(playbook, server, json!({})).await);
     let (status, body) = stack.post(&format!("/jobs/{job}/cancel"), json!({})).await;
@@ -626,8 +609,8 @@ async fn cancelling_a_running_job_leaves_no_process_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_ticket_statistics_and_audit_after_a_known_mix() {
     let stack = Stack::start().await;
-    let ok = stack.playbook("Deploy Application", OK_PLAYBOOK).await;
-    let bad = stack.playbook("Break Things", FAILING_PLAYBOOK).await;
+    let ok = stack.playbook("Deploy Application", playbooks::OK).await;
+    let bad = stack.playbook("Break Things", playbooks::FAILING).await;
     let server = stack.local_server().await;
     let operator = user_token(&stack, "otto", "operator").await;
     let mut finished = Vec::new();
@@ -918,7 +901,7 @@ async fn the_openapi_document_lists_every_route() {
 async fn the_cli_lists_cancels_retries_and_logs_in() {
     use drover_tests::watchers::drover_cli;
     let stack = no_agent().await;
-    let playbook = stack.playbook("p", OK_PLAYBOOK).await;
+    let playbook = stack.playbook("p", playbooks::OK).await;
     let server = stack.local_server().await;
     let job = id(&stack.submit(playbook, server, json!({})).await);
     let (out, code) = drover_cli(&stack, &["cancel", &job.to_string()]).await;

@@ -3,7 +3,7 @@
 //! alert firing and clearing, seen on `GET /alerts` and on `drover.alerts.<kind>`.
 
 use drover_shared::protocol::{ALERT_SUBJECTS, AlertMessage, AlertState, Message};
-use drover_tests::{Stack, StackOptions};
+use drover_tests::{Stack, StackOptions, playbooks};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -12,14 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(90);
-
-const OK_PLAYBOOK: &str = "\
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Say hello
-      command: /bin/true
-";
 
 /// Fails when the job's `fail_it` variable is true.
 const FLAKY_PLAYBOOK: &str = "\
@@ -152,7 +144,7 @@ async fn metrics_count_a_known_mix_and_the_dashboards_use_only_exported_names() 
     })
     .await;
     let server = stack.local_server().await;
-    let ok = stack.playbook("ok", OK_PLAYBOOK).await;
+    let ok = stack.playbook("ok", playbooks::OK).await;
     let flaky = stack.playbook("flaky", FLAKY_PLAYBOOK).await;
     let mut jobs = Vec::new();
     for _ in 0..3 {
@@ -386,7 +378,7 @@ async fn every_alert_fires_and_clears_on_its_condition() {
     let edge = stack
         .server(json!({"hostname": "edge-host", "ip_address": "127.0.0.1", "connection": "local", "pool": "edge-1"}))
         .await;
-    let ok = stack.playbook("ok", OK_PLAYBOOK).await;
+    let ok = stack.playbook("ok", playbooks::OK).await;
     fires(&stack, "no_agent", "edge-1").await;
     // Submit until the growing queue alerts (it needs 2 pending, more than 2 s before).
     let mut queued = Vec::new();

@@ -4,7 +4,7 @@
 //! delivery log, while jobs run as fast as without it; pending deliveries survive a
 //! coordinator restart; bad requests write nothing.
 
-use drover_tests::{ADMIN_TOKEN, RequestBody, Stack, StackOptions};
+use drover_tests::{ADMIN_TOKEN, RequestBody, Stack, StackOptions, playbooks};
 use hmac::{Hmac, Mac};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -15,23 +15,6 @@ use std::time::{Duration, Instant};
 use warp::Filter;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(90);
-
-const OK_PLAYBOOK: &str = "\
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Say hello
-      command: /bin/true
-";
-
-const FAILING_PLAYBOOK: &str = "\
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Break
-      fail:
-        msg: Service not found
-";
 
 /// One request a receiver got.
 #[derive(Debug, Clone)]
@@ -234,7 +217,7 @@ async fn finished_jobs_are_delivered_signed_and_failed_ones_also_as_job_failed()
     assert!(audit.to_string().contains("POST /webhooks"));
 
     let server = stack.local_server().await;
-    let ok = stack.playbook("ok", OK_PLAYBOOK).await;
+    let ok = stack.playbook("ok", playbooks::OK).await;
     let (job, _) = run_job(&stack, ok, server).await;
     assert_eq!(job["status"], "success");
     let got = finished.wait_for(1, Duration::from_secs(20)).await;
@@ -278,7 +261,7 @@ async fn finished_jobs_are_delivered_signed_and_failed_ones_also_as_job_failed()
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(failures.got().is_empty(), "job.failed fired for a success");
 
-    let failing = stack.playbook("broken", FAILING_PLAYBOOK).await;
+    let failing = stack.playbook("broken", playbooks::FAILING).await;
     let (job, _) = run_job(&stack, failing, server).await;
     assert_eq!(job["status"], "failed");
     let got = failures.wait_for(1, Duration::from_secs(20)).await;
@@ -339,7 +322,7 @@ async fn failing_receivers_are_retried_with_backoff_without_slowing_jobs() {
     })
     .await;
     let server = stack.local_server().await;
-    let ok = stack.playbook("ok", OK_PLAYBOOK).await;
+    let ok = stack.playbook("ok", playbooks::OK).await;
     // A baseline while no delivery is pending (the second run: the first one warms up).
     run_job(&stack, ok, server).await;
     let (_, baseline) = run_job(&stack, ok, server).await;
@@ -463,7 +446,7 @@ async fn pending_deliveries_resume_after_a_restart() {
     )
     .await;
     let server = stack.local_server().await;
-    let ok = stack.playbook("ok", OK_PLAYBOOK).await;
+    let ok = stack.playbook("ok", playbooks::OK).await;
     // A pending job cancelled: finished without an agent.
     let job = stack.submit(ok, server, json!({})).await;
     let id = job["id"].as_u64().expect("id");
@@ -683,7 +666,7 @@ async fn a_hanging_receiver_does_not_hold_up_other_webhooks() {
     )
     .await;
     let server = stack.local_server().await;
-    let ok = stack.playbook("ok", OK_PLAYBOOK).await;
+    let ok = stack.playbook("ok", playbooks::OK).await;
     // Twelve jobs finish (cancelled while pending): 12 deliveries to each receiver, more
     // than all the coordinator's concurrent attempts together.
     let mut jobs = Vec::new();

@@ -56,9 +56,9 @@ pub async fn list(state: AppState, auth: Option<String>) -> Response {
         let pools = pools
             .into_keys()
             .map(|pool| {
-                let current = state.agents.pool(&pool, now);
+                let current = state.agents.pool_in(&agents, &pool);
                 PoolView {
-                    pending_reason: state.agents.pending_reason(&pool, now),
+                    pending_reason: crate::agents::pending_reason(&pool, &current, now),
                     agents_up: current.agents_up,
                     capacity: current.capacity,
                     busy: current.busy,

@@ -122,7 +122,11 @@ fn serve(path: &str, if_none_match: Option<&str>) -> Response {
     // Only names from the table reach the file system.
     let (body, etag): (Bytes, String) = match ui_dir() {
         Some(dir) => {
-            let body = std::fs::read(dir.join(asset.path)).unwrap_or_default();
+            // A development aid only; the read is small, but it must not hold up the
+            // async worker's other tasks meanwhile (the coordinator's runtime is
+            // multi-threaded).
+            let body = tokio::task::block_in_place(|| std::fs::read(dir.join(asset.path)))
+                .unwrap_or_default();
             let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..20]);
             (body.into(), etag)
         }

@@ -137,6 +137,22 @@ impl Store {
 }
 
 #[cfg(test)]
+impl Store {
+    /// Closes `store` and opens its file again, as a restarted coordinator would. The
+    /// writer thread lets go of the file once it sees its queue closed.
+    pub async fn reopen(store: Store, data_dir: &Path) -> Store {
+        drop(store);
+        for _ in 0..100 {
+            if let Ok(store) = Store::open(data_dir) {
+                return store;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Store::open(data_dir).expect("the store reopens")
+    }
+}
+
+#[cfg(test)]
 mod job_api_tests;
 #[cfg(test)]
 mod tests;

@@ -292,17 +292,7 @@ async fn the_store_survives_a_reopen() {
         .ingest(vec![lines(job.uuid, 1..=3)], 9)
         .await
         .expect("ingests");
-    drop(store);
-    // The writer thread lets go of the file once it has drained its queue.
-    let mut reopened = Store::open(dir.path());
-    for _ in 0..100 {
-        if reopened.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        reopened = Store::open(dir.path());
-    }
-    let reopened = reopened.expect("reopens");
+    let reopened = Store::reopen(store, dir.path()).await;
     let page = reopened.log_page(job.id, 0, 10).await.expect("page");
     assert_eq!(page.total_lines, 3);
     // Ingest reads on from the stream sequence committed with those lines.
